@@ -1,0 +1,1 @@
+"""vad_jax: video anomaly detection in JAX/Flax."""
