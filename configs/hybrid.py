@@ -1,0 +1,159 @@
+"""Hybrid detector (seed 000): EfficientNet-B0 -> BiLSTM -> relative-position Transformer -> heads.
+
+`get_config()` is the seed's full size (224x224, 16-frame clips, 64 clips a step) for GPU/TPU.
+Variants by argument:
+  ``local``  a laptop-CPU run that finishes in minutes on the built-in synthetic data.
+  ``tiny``   the smallest thing that exercises every code path (tests, smoke runs).
+"""
+
+import ml_collections
+
+
+def get_config(arg: str = '') -> ml_collections.ConfigDict:
+  variant = arg or 'full'
+  if variant not in ('full', 'local', 'tiny'):
+    raise ValueError(f"unknown variant {arg!r} of configs/hybrid.py; use '', 'local' or 'tiny'")
+  c = ml_collections.ConfigDict()
+  c.variant = variant
+  c.system = 'hybrid'
+  c.seed = 0
+  c.requires_accelerator = variant == 'full'
+
+  # ---- data: the built-in procedural surveillance videos (vad_jax.data.synthetic).
+  c.data = ml_collections.ConfigDict()
+  c.data.source = 'synthetic'
+  c.data.height = 224
+  c.data.width = 224
+  c.data.clip_len = 16           # T frames a clip (one sequence through BiLSTM + Transformer)
+  c.data.clips_per_video = 4     # K clips a training bag (MIL); a training video has K*T + horizon frames
+  c.data.eval_frames = 128       # frames of an untrimmed validation/test video
+  c.data.num_train = 1600
+  c.data.num_validation = 160
+  c.data.num_test = 290
+  c.data.normal_fraction = 0.4   # normal is the dominant class; the rest spread over 13 anomaly classes
+  c.data.class_imbalance = 4.0   # most / least frequent anomaly class
+  c.data.window = (24, 48)       # anomaly window length, frames
+  c.data.worker_threads = 4
+
+  # ---- model
+  c.model = ml_collections.ConfigDict()
+  c.model.num_classes = 14
+  c.model.dtype = 'bfloat16'     # compute dtype
+  c.model.param_dtype = 'float32'
+  c.model.trunk = ml_collections.ConfigDict()
+  c.model.trunk.width_mult = 1.0
+  c.model.trunk.depth_mult = 1.0
+  c.model.trunk.padding = 'symmetric'    # 'symmetric' (PyTorch/timm) or 'same' (TF/Keras)
+  c.model.trunk.depthwise_impl = 'auto'  # 'auto': shifted-sum on CPU, XLA grouped conv elsewhere
+  c.model.trunk.drop_connect_rate = 0.2
+  c.model.trunk.frozen_stages = 2        # stem + first 2 block stages frozen (seed)
+  c.model.trunk.weights = ''             # optional Keras EfficientNet weights file (.h5) to start from
+  c.model.lstm_hidden = 256             # per direction; the Transformer width is 2 * lstm_hidden
+  c.model.lstm_layers = 2
+  c.model.lstm_dropout = 0.5
+  c.model.num_heads = 8
+  c.model.ff_dim = 1024
+  c.model.transformer_layers = 2
+  c.model.transformer_dropout = 0.3
+  c.model.head_hidden = 256
+  c.model.head_dropout = 0.5
+  c.model.reg_dim = 256
+  c.model.vae_latent = 64
+  c.model.vae_dropout = 0.3
+  c.model.horizon = 4                    # regression predicts the features of frame t + horizon
+
+  # ---- loss
+  c.loss = ml_collections.ConfigDict()
+  c.loss.w_reg = 1.0
+  c.loss.w_focal = 0.5
+  c.loss.w_mil = 0.3
+  c.loss.w_vae = 0.3
+  c.loss.smooth_l1_beta = 1.0
+  c.loss.focal_gamma = 2.0
+  c.loss.mil_margin = 0.5
+  c.loss.mil_lambda_smooth = 8e-5
+  c.loss.mil_lambda_sparse = 8e-5
+  c.loss.vae_beta = 0.01
+
+  # ---- optimisation
+  c.batch_size = 64              # clips a step, global: batch_size // clips_per_video videos
+  c.num_steps = 20_000
+  c.lr = 3e-4
+  c.warmup_steps = 1000
+  c.weight_decay = 1e-2
+  c.grad_clip = 1.0
+
+  # ---- mesh: axis sizes, -1 = all remaining devices. The batch is sharded over 'data'.
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1
+
+  # ---- bookkeeping
+  c.log_every = 50
+  c.eval_every = 1000
+  c.checkpoint_every = 1000
+  c.keep_checkpoints = 3
+  c.eval_batch_videos = 8
+  c.num_plot_videos = 6
+
+  if variant == 'local':
+    c.data.height = c.data.width = 48
+    c.data.clip_len = 8
+    c.data.clips_per_video = 4
+    c.data.eval_frames = 64
+    c.data.num_train = 512
+    c.data.num_validation = 48
+    c.data.num_test = 96
+    c.data.window = (12, 20)
+    c.data.worker_threads = 2
+    c.model.dtype = 'float32'
+    c.model.trunk.width_mult = 0.25
+    c.model.trunk.depth_mult = 0.25
+    c.model.trunk.frozen_stages = 0
+    c.model.trunk.drop_connect_rate = 0.0
+    c.model.lstm_hidden = 64
+    c.model.num_heads = 4
+    c.model.ff_dim = 256
+    c.model.head_hidden = 128
+    c.model.reg_dim = 64
+    c.model.vae_latent = 16
+    c.batch_size = 32
+    c.num_steps = 600
+    c.lr = 2e-3
+    c.warmup_steps = 50
+    c.log_every = 25
+    c.eval_every = 200
+    c.checkpoint_every = 200
+    c.eval_batch_videos = 16
+  elif variant == 'tiny':
+    c.data.height = c.data.width = 32
+    c.data.clip_len = 4
+    c.data.clips_per_video = 2
+    c.data.eval_frames = 16
+    c.data.num_train = 16
+    c.data.num_validation = 4
+    c.data.num_test = 4
+    c.data.window = (4, 6)
+    c.data.worker_threads = 1
+    c.model.dtype = 'float32'
+    c.model.trunk.width_mult = 0.1
+    c.model.trunk.depth_mult = 0.1
+    c.model.trunk.frozen_stages = 1
+    c.model.lstm_hidden = 8
+    c.model.lstm_layers = 2
+    c.model.num_heads = 2
+    c.model.ff_dim = 32
+    c.model.transformer_layers = 1
+    c.model.head_hidden = 16
+    c.model.reg_dim = 8
+    c.model.vae_latent = 4
+    c.model.horizon = 2
+    c.batch_size = 8
+    c.num_steps = 4
+    c.warmup_steps = 1
+    c.log_every = 1
+    c.eval_every = 2
+    c.checkpoint_every = 2
+    c.keep_checkpoints = 2
+    c.eval_batch_videos = 4
+    c.num_plot_videos = 2
+  return c

@@ -1,0 +1,117 @@
+"""The shared trainer on the tiny hybrid config: sharding parity, exact resume, end to end."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from configs import hybrid as hybrid_config
+from vad_jax import systems
+from vad_jax.data import pipeline
+from vad_jax.data.classes import NUM_CLASSES
+from vad_jax.evaluate.scoring import SplitScores
+from vad_jax.train import checkpoint, loop, mesh as mesh_lib, step as step_lib
+from vad_jax.train.state import learning_rate
+
+
+def tiny():
+  c = hybrid_config.get_config('tiny')
+  c.model.trunk.drop_connect_rate = 0.2   # exercise stochastic depth in the step
+  return c
+
+
+def setup(config, devices):
+  mesh = mesh_lib.make_mesh(config.mesh, devices)
+  cls = systems.get(config.system)
+  src = pipeline.make_source(config, 'train', cls.train_frames(config))
+  system = cls.from_config(config, np.bincount(src.labels(), minlength=NUM_CLASSES))
+  videos = loop.videos_per_step(config, mesh)
+  shape = (videos, cls.train_frames(config), config.data.height, config.data.width, 3)
+  state = step_lib.init_state(config, system, mesh, shape)
+  it = pipeline.train_iterator(config, src, videos, config.seed)
+  step = step_lib.make_train_step(system, mesh, config.seed, learning_rate(config))
+  return mesh, state, it, step
+
+
+@pytest.fixture(scope='module')
+def config():
+  return tiny()
+
+
+def test_one_step_same_on_1_and_8_devices(config):
+  assert jax.device_count() == 8
+  results = []
+  for devices in (jax.devices()[:1], jax.devices()):
+    mesh, state, it, step = setup(config, devices)
+    batch = next(it)
+    state, metrics = step(state, mesh_lib.to_global(batch, mesh))
+    results.append((jax.device_get(state.params), jax.device_get(state.batch_stats),
+                    jax.device_get(metrics), batch))
+  (p1, s1, m1, b1), (p8, s8, m8, b8) = results
+  np.testing.assert_array_equal(b1['video'], b8['video'])
+  assert np.isfinite(m1['loss'])
+  np.testing.assert_allclose(m1['loss'], m8['loss'], rtol=1e-5, atol=1e-6)
+  for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p8)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+  for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s8)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_save_restore_next_step_identical(config, tmp_path):
+  devices = jax.devices()[:2]
+  # Uninterrupted: 3 steps.
+  mesh, state, it, step = setup(config, devices)
+  for _ in range(3):
+    state, _ = step(state, mesh_lib.to_global(next(it), mesh))
+  straight = jax.device_get(state.params)
+
+  # Interrupted: 2 steps, save, fresh process state, restore, 1 step.
+  mesh, state, it, step = setup(config, devices)
+  for _ in range(2):
+    state, _ = step(state, mesh_lib.to_global(next(it), mesh))
+  ck = checkpoint.Checkpoints(str(tmp_path), keep=2, best_metric='frame_auc')
+  ck.save(2, state, it)
+  ck.wait()
+  mesh, fresh, it2, step = setup(config, devices)
+  fresh = ck.restore(fresh, it2)
+  assert int(fresh.step) == 2
+  fresh, _ = step(fresh, mesh_lib.to_global(next(it2), mesh))
+  for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(jax.device_get(fresh.params))):
+    np.testing.assert_array_equal(a, b)
+  ck.close()
+
+
+def test_end_to_end_outputs_and_resume(config, tmp_path):
+  workdir = str(tmp_path / 'run')
+  results = loop.train_and_evaluate(config, workdir)
+  for name in ('metrics.json', 'scores_test.npz', 'test_scores.png', 'test_confusion.png',
+               'config.json'):
+    assert os.path.exists(os.path.join(workdir, name)), name
+  assert os.listdir(os.path.join(workdir, 'tensorboard'))
+  with open(os.path.join(workdir, 'metrics.json')) as f:
+    saved = json.load(f)
+  scores = SplitScores.load(os.path.join(workdir, 'scores_test.npz'))
+  assert len(scores.video_index) == config.data.num_test
+  assert len(scores.frame_scores) == config.data.num_test * config.data.eval_frames
+  if 0 < scores.frame_labels.mean() < 1:
+    fpr, tpr, _ = skm.roc_curve(scores.frame_labels, scores.frame_scores)
+    assert abs(skm.auc(fpr, tpr) - saved['frame_auc']) < 1e-6
+    assert abs(skm.average_precision_score(scores.frame_labels, scores.frame_scores)
+               - saved['frame_ap']) < 1e-6
+  cm = np.array(saved['clip_confusion_matrix'])
+  assert cm.shape == (14, 14) and cm.sum() == scores.clip_scores.size
+  assert results['checkpoint_step'] in (2, 4)
+
+  # A second run in the same workdir resumes (no training left) and reproduces the metrics.
+  steps = sorted(int(s) for s in os.listdir(os.path.join(workdir, 'checkpoints')) if s.isdigit())
+  assert steps[-1] == config.num_steps
+  again = loop.train_and_evaluate(config, workdir)
+  assert again['frame_auc'] == results['frame_auc']
+
+
+def test_full_config_refuses_cpu():
+  with pytest.raises(loop.AcceleratorRequired, match='hybrid.py:local'):
+    loop.check_accelerator(hybrid_config.get_config())

@@ -1,0 +1,47 @@
+"""Entry point: python -m vad_jax.main --config=configs/hybrid.py[:local] --workdir=DIR.
+
+Config values are overridden with --config.KEY=VALUE (e.g. --config.num_steps=100); an unknown
+key is an error. Running again with the same workdir resumes from its latest checkpoint.
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/hybrid.py:local.',
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and results.')
+_DISTRIBUTED = flags.DEFINE_bool(
+    'distributed', False, 'Call jax.distributed.initialize() first (multi-host TPU pods, SLURM, '
+    'or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID set by the launcher).')
+_CACHE = flags.DEFINE_string(
+    'compilation_cache', os.path.join(os.path.expanduser('~'), '.cache', 'vad_jax', 'xla'),
+    'Persistent XLA compilation cache directory ("" to disable).')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  import jax
+  if _DISTRIBUTED.value:
+    jax.distributed.initialize()
+  if _CACHE.value:
+    jax.config.update('jax_compilation_cache_dir', _CACHE.value)
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 2.0)
+  from vad_jax.train import loop
+  logging.get_absl_handler().use_absl_log_file = False
+  try:
+    results = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except loop.AcceleratorRequired as e:
+    logging.error('%s', e)
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  print(f"test frame AUC {results['frame_auc']:.4f}, AP {results['frame_ap']:.4f}; "
+        f"outputs in {os.path.abspath(_WORKDIR.value)}")
+
+
+if __name__ == '__main__':
+  app.run(main)

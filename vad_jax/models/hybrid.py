@@ -1,0 +1,147 @@
+"""Hybrid detector (seed 000): EfficientNet trunk per frame -> BiLSTM -> relative Transformer -> heads.
+
+Data flow for a batch of B videos of N frames, clip length T, K = N // T clips a video:
+
+  video   [B, N, H, W, 3] uint8
+  trunk   [B*N, H, W, 3] -> [B, N, F]          (F = 1280 at width 1.0)
+  clips   [B*K, T, F]                           (frames K*T .. N-1 are only regression targets)
+  BiLSTM  [B*K, T, 2h] -> Transformer [B*K, T, 2h]
+  last    [B*K, 2h]  the LAST frame's feature (as in the seed: the heads predict what comes
+                     after the clip, so the summary sits at the clip's end; the BiLSTM's backward
+                     direction and the attention already carry the whole clip into it)
+  heads   regression [B, K, R], class logits [B, K, 14], VAE (recon, mu, logvar)
+
+Regression target (non-collapsible): for clip k ending at frame e = k*T + T - 1 the target is
+``layer_norm(stop_gradient(trunk(frame e + horizon)) @ P)`` with P a fixed random orthonormal
+F x R matrix (a constant, not a parameter). Stop-gradient means the trunk is never pulled towards
+making frames look alike to please the target, the fixed P cannot be shrunk, and the
+parameter-free layer norm gives every target unit variance, so the all-constant prediction has a
+loss of about the per-feature variance, never zero.
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vad_jax.data.classes import NORMAL
+from vad_jax.models.efficientnet import EfficientNet, preprocess
+from vad_jax.models.heads import MLPHead, VAEHead
+from vad_jax.models.recurrent import BiLSTM
+from vad_jax.models.transformer import RelativeTransformer
+
+Dtype = Any
+
+
+def clip_anomaly_score(logits: jnp.ndarray) -> jnp.ndarray:
+  """THE anomaly score of a clip: 1 - p(Normal) under the 14-class head. logits [..., C] -> [...].
+
+  Only the classification head enters the score: it is the head trained to rank anomalous clips
+  above normal ones (MIL) and it is calibrated to [0, 1]. The regression and VAE errors are
+  returned by the model for analysis but have no common scale with it.
+  """
+  return 1.0 - jax.nn.softmax(logits.astype(jnp.float32), axis=-1)[..., NORMAL]
+
+
+def target_projection(in_dim: int, out_dim: int, seed: int = 0) -> np.ndarray:
+  """Fixed orthonormal projection [in_dim, out_dim] for regression targets (a constant)."""
+  g = np.random.default_rng(seed).standard_normal((in_dim, max(in_dim, out_dim)))
+  q, _ = np.linalg.qr(g)
+  return q[:, :out_dim].astype(np.float32)
+
+
+class HybridDetector(nn.Module):
+  """See the module docstring. `__call__(video [B,N,H,W,3], train)` -> dict of outputs."""
+  clip_len: int
+  num_classes: int = 14
+  horizon: int = 4
+  width_mult: float = 1.0
+  depth_mult: float = 1.0
+  padding: str = 'symmetric'
+  depthwise_impl: str = 'auto'
+  drop_connect_rate: float = 0.2
+  frozen_stages: int = 0
+  lstm_hidden: int = 256
+  lstm_layers: int = 2
+  lstm_dropout: float = 0.5
+  num_heads: int = 8
+  ff_dim: int = 1024
+  transformer_layers: int = 2
+  transformer_dropout: float = 0.3
+  head_hidden: int = 256
+  head_dropout: float = 0.5
+  reg_dim: int = 256
+  vae_latent: int = 64
+  vae_dropout: float = 0.3
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, video: jnp.ndarray, *, train: bool) -> dict[str, jnp.ndarray]:
+    b, n, h, w, _ = video.shape
+    t = self.clip_len
+    if n < t:
+      raise ValueError(f'a video of {n} frames is shorter than one clip ({t} frames)')
+    k = n // t
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+
+    trunk = EfficientNet(width_mult=self.width_mult, depth_mult=self.depth_mult,
+                         padding=self.padding, depthwise_impl=self.depthwise_impl,
+                         drop_connect_rate=self.drop_connect_rate,
+                         frozen_stages=self.frozen_stages, **kw, name='trunk')
+    feats = trunk(preprocess(video.reshape(b * n, h, w, 3), self.dtype), train=train)
+    feats = feats.reshape(b, n, -1)                                     # [B, N, F]
+
+    clips = feats[:, :k * t].reshape(b * k, t, -1)
+    seq = BiLSTM(self.lstm_hidden, self.lstm_layers, self.lstm_dropout, **kw,
+                 name='bilstm')(clips, train=train)
+    seq = RelativeTransformer(self.transformer_layers, self.num_heads, self.ff_dim,
+                              self.transformer_dropout, **kw, name='transformer')(seq, train=train)
+    last = seq[:, -1]                                                   # [B*K, D]
+
+    reg = MLPHead(self.head_hidden, self.reg_dim, self.head_dropout, **kw, name='regression')(
+        last, train=train)
+    logits = MLPHead(self.head_hidden, self.num_classes, self.head_dropout, **kw,
+                     name='classification')(last, train=train)
+    vae_in = jax.lax.stop_gradient(last)
+    recon, mu, logvar = VAEHead(self.vae_latent, dropout=self.vae_dropout, **kw, name='vae')(
+        vae_in, train=train)
+
+    ends = np.arange(k) * t + t - 1 + self.horizon                      # future frame of each clip
+    future = jax.lax.stop_gradient(feats[:, np.minimum(ends, n - 1)]).astype(jnp.float32)
+    proj = jnp.asarray(target_projection(feats.shape[-1], self.reg_dim))
+    target = _standardize(future @ proj)                               # [B, K, R]
+
+    split = lambda a: a.reshape(b, k, *a.shape[1:]).astype(jnp.float32)
+    logits = split(logits)
+    return {
+        'logits': logits,                                   # [B, K, C]
+        'score': clip_anomaly_score(logits),                # [B, K]
+        'reg': split(reg),                                  # [B, K, R]
+        'reg_target': target,                               # [B, K, R]
+        'reg_valid': jnp.asarray(ends < n),                 # [K]: clips whose future frame exists
+        'vae_in': split(vae_in), 'vae_recon': split(recon),  # [B, K, D]
+        'vae_mu': split(mu), 'vae_logvar': split(logvar),   # [B, K, L]
+    }
+
+
+def _standardize(x: jnp.ndarray, eps: float = 1e-5) -> jnp.ndarray:
+  """Parameter-free layer norm over the last axis."""
+  mean = x.mean(-1, keepdims=True)
+  return (x - mean) * jax.lax.rsqrt(x.var(-1, keepdims=True) + eps)
+
+
+def from_config(cfg, dtype, param_dtype) -> HybridDetector:
+  """Build from `config.model` + `config.data` (see configs/hybrid.py)."""
+  m, tr = cfg.model, cfg.model.trunk
+  return HybridDetector(
+      clip_len=cfg.data.clip_len, num_classes=m.num_classes, horizon=m.horizon,
+      width_mult=tr.width_mult, depth_mult=tr.depth_mult, padding=tr.padding,
+      depthwise_impl=tr.depthwise_impl, drop_connect_rate=tr.drop_connect_rate,
+      frozen_stages=tr.frozen_stages, lstm_hidden=m.lstm_hidden, lstm_layers=m.lstm_layers,
+      lstm_dropout=m.lstm_dropout, num_heads=m.num_heads, ff_dim=m.ff_dim,
+      transformer_layers=m.transformer_layers, transformer_dropout=m.transformer_dropout,
+      head_hidden=m.head_hidden, head_dropout=m.head_dropout, reg_dim=m.reg_dim,
+      vae_latent=m.vae_latent, vae_dropout=m.vae_dropout, dtype=dtype, param_dtype=param_dtype)
