@@ -43,5 +43,17 @@ def main(argv):
         f"outputs in {os.path.abspath(_WORKDIR.value)}")
 
 
+def parse_flags(argv):
+  """absl flag parsing with one-line errors for bad --config overrides (unknown keys, types)."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(f'error: {e}\nPass --helpshort to see the flags.')
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    msg = str(e.args[0] if e.args else e).strip("'").replace('\\n', ' ').replace("\\'", "'")
+    bad = [a for a in argv[1:] if a.startswith('--config')]
+    sys.exit(f'error: bad config {bad}: {msg}')
+
+
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

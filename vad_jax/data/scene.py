@@ -166,10 +166,13 @@ def make_scene(rng, H: int, W: int) -> Scene:
   bg[np.broadcast_to(dash, (H, W))] = _jit(rng, np.array([(230, 230, 220), (230, 200, 60)], F32)[rng.integers(2)])
 
   def fill(x0, y0, x1, y1, color):
-    ay = np.clip(np.minimum(yy - y0, y1 - yy) * H + 0.5, 0, 1)
-    ax = np.clip(np.minimum(xx - x0, x1 - xx) * W + 0.5, 0, 1)
-    a = (ay * ax)[..., None]
-    bg[:] += a * (np.asarray(color, F32) - bg)
+    ra, rb = max(int(np.floor(y0 * H)) - 1, 0), min(int(np.ceil(y1 * H)) + 1, H)
+    ca, cb = max(int(np.floor(x0 * W)) - 1, 0), min(int(np.ceil(x1 * W)) + 1, W)
+    ys, xs = yy[ra:rb], xx[:, ca:cb]
+    ay = np.clip(np.minimum(ys - y0, y1 - ys) * H + 0.5, 0, 1)
+    ax = np.clip(np.minimum(xs - x0, x1 - xs) * W + 0.5, 0, 1)
+    sub = bg[ra:rb, ca:cb]
+    sub += (ay * ax)[..., None] * (np.asarray(color, F32) - sub)
 
   # door and shop window at non-overlapping x positions
   dw, sw = rng.uniform(0.08, 0.11), rng.uniform(0.26, 0.34)
