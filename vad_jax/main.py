@@ -4,6 +4,7 @@ Config values are overridden with --config.KEY=VALUE (e.g. --config.num_steps=10
 key is an error. Running again with the same workdir resumes from its latest checkpoint.
 """
 
+import logging as pylogging
 import os
 import sys
 
@@ -22,6 +23,14 @@ _CACHE = flags.DEFINE_string(
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
+class _QuietLibraries(pylogging.Filter):
+  """Drops INFO chatter of Orbax and grain (every save logs dozens of lines); keeps warnings."""
+
+  def filter(self, record: pylogging.LogRecord) -> bool:
+    return record.levelno >= pylogging.WARNING or not any(
+        f'{os.sep}{lib}{os.sep}' in record.pathname for lib in ('orbax', 'grain'))
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
@@ -32,7 +41,7 @@ def main(argv):
     jax.config.update('jax_compilation_cache_dir', _CACHE.value)
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 2.0)
   from vad_jax.train import loop
-  logging.get_absl_handler().use_absl_log_file = False
+  logging.get_absl_handler().addFilter(_QuietLibraries())
   try:
     results = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except loop.AcceleratorRequired as e:

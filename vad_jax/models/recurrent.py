@@ -39,10 +39,13 @@ class BiLSTM(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         x = x.astype(self.dtype)
+        # parent=None: unbound sub-modules get adopted by their wrapper, giving the paths
+        # layer{i}/{forward,backward}_rnn/cell/... instead of siblings of the layer.
         cell = lambda: nn.OptimizedLSTMCell(self.hidden, dtype=self.dtype,
-                                            param_dtype=self.param_dtype)
+                                            param_dtype=self.param_dtype, parent=None)
+        rnn = lambda: nn.RNN(cell(), parent=None)
         for i in range(self.num_layers):
             if i > 0 and self.dropout > 0:
                 x = nn.Dropout(self.dropout, deterministic=not train)(x)
-            x = nn.Bidirectional(nn.RNN(cell()), nn.RNN(cell()), name=f"layer{i}")(x)
+            x = nn.Bidirectional(rnn(), rnn(), name=f"layer{i}")(x)
         return nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype, name="norm")(x)
