@@ -62,6 +62,7 @@ class HybridDetector(nn.Module):
   padding: str = 'symmetric'
   depthwise_impl: str = 'auto'
   drop_connect_rate: float = 0.2
+  bn_momentum: float = 0.99
   frozen_stages: int = 0
   lstm_hidden: int = 256
   lstm_layers: int = 2
@@ -89,7 +90,7 @@ class HybridDetector(nn.Module):
 
     trunk = EfficientNet(width_mult=self.width_mult, depth_mult=self.depth_mult,
                          padding=self.padding, depthwise_impl=self.depthwise_impl,
-                         drop_connect_rate=self.drop_connect_rate,
+                         drop_connect_rate=self.drop_connect_rate, bn_momentum=self.bn_momentum,
                          frozen_stages=self.frozen_stages, **kw, name='trunk')
     feats = trunk(preprocess(video.reshape(b * n, h, w, 3), self.dtype), train=train)
     feats = feats.reshape(b, n, -1)                                     # [B, N, F]
@@ -140,6 +141,7 @@ def from_config(cfg, dtype, param_dtype) -> HybridDetector:
       clip_len=cfg.data.clip_len, num_classes=m.num_classes, horizon=m.horizon,
       width_mult=tr.width_mult, depth_mult=tr.depth_mult, padding=tr.padding,
       depthwise_impl=tr.depthwise_impl, drop_connect_rate=tr.drop_connect_rate,
+      bn_momentum=tr.bn_momentum,
       frozen_stages=tr.frozen_stages, lstm_hidden=m.lstm_hidden, lstm_layers=m.lstm_layers,
       lstm_dropout=m.lstm_dropout, num_heads=m.num_heads, ff_dim=m.ff_dim,
       transformer_layers=m.transformer_layers, transformer_dropout=m.transformer_dropout,

@@ -3,10 +3,11 @@ trunk stages (zero updates, no weight decay)."""
 
 from typing import Any
 
-import flax
 import jax
 import optax
 from flax.training import train_state
+
+from vad_jax.models import efficientnet
 
 
 class TrainState(train_state.TrainState):
@@ -20,21 +21,15 @@ def learning_rate(config) -> optax.Schedule:
       decay_steps=max(config.num_steps, config.warmup_steps + 1), end_value=config.lr * 0.01)
 
 
-def frozen_prefixes(config) -> tuple[tuple[str, ...], ...]:
-  """Parameter path prefixes frozen by `model.trunk.frozen_stages` (N: stem + stages 0..N-1)."""
-  n = config.model.trunk.frozen_stages
-  if n <= 0:
-    return ()
-  return (('trunk', 'stem'),) + tuple(('trunk', f'stage{i}') for i in range(n))
-
-
 def optimizer(config, params) -> optax.GradientTransformation:
-  frozen = frozen_prefixes(config)
-  flat = flax.traverse_util.flatten_dict(params)
-  is_frozen = lambda path: any(path[:len(p)] == p for p in frozen)
-  labels = flax.traverse_util.unflatten_dict(
-      {k: 'frozen' if is_frozen(k) else 'train' for k in flat})
-  decay = flax.traverse_util.unflatten_dict({k: v.ndim > 1 for k, v in flat.items()})
+  """AdamW on trainable parameters (no decay on biases / norm scales); frozen trunk stages
+  (`model.trunk.frozen_stages`) get zero updates."""
+  trainable = jax.tree.map(lambda _: True, params)
+  if 'trunk' in params:
+    trainable['trunk'] = efficientnet.trainable_mask(params['trunk'],
+                                                     config.model.trunk.frozen_stages)
+  labels = jax.tree.map(lambda t: 'train' if t else 'frozen', trainable)
+  decay = jax.tree.map(lambda p: p.ndim > 1, params)
   train = optax.chain(
       optax.clip_by_global_norm(config.grad_clip),
       optax.adamw(learning_rate(config), weight_decay=config.weight_decay, mask=decay))
