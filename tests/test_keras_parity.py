@@ -115,3 +115,38 @@ def test_bilstm_parity(fast_keras_init):
     with pytest.raises(ValueError, match="layer 1"):
         fw, bw = layers[1].forward_layer.get_weights(), layers[1].backward_layer.get_weights()
         bilstm_from_keras([layers[0], (fw, [w[:-1] for w in bw])])
+
+
+def test_config_trunk_weights_loading(keras_b0, tmp_path):
+    """config.model.trunk.weights puts the converted Keras trunk into a model's variables."""
+    from configs import hybrid as hybrid_config
+    from vad_jax.train.pretrained import load_trunk
+
+    path = str(tmp_path / "b0.weights.h5")
+    keras_b0.save_weights(path)
+    shapes = jax.eval_shape(lambda: EfficientNet(padding="same").init(
+        jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32), train=False))
+    zeros = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+    params = {"trunk": zeros["params"], "bilstm": {"w": np.ones(3)}}
+    stats = {"trunk": zeros["batch_stats"]}
+    config = hybrid_config.get_config()
+    config.model.trunk.weights = path
+    config.model.trunk.padding = "same"
+    new_params, new_stats = load_trunk(config, params, stats)
+    want = efficientnet_from_keras(path)
+    for a, b in zip(jax.tree.leaves(new_params["trunk"]), jax.tree.leaves(want["params"])):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(jax.tree.leaves(new_stats["trunk"]), jax.tree.leaves(want["batch_stats"])):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(new_params["bilstm"]["w"], np.ones(3))  # the rest untouched
+
+    config.model.trunk.padding = "symmetric"
+    with pytest.raises(ValueError, match="padding='same'"):
+        load_trunk(config, params, stats)
+    config.model.trunk.padding = "same"
+    config.model.trunk.width_mult = 0.5
+    with pytest.raises(ValueError):
+        load_trunk(config, params, stats)
+    config.model.trunk.weights = str(tmp_path / "missing.h5")
+    with pytest.raises(FileNotFoundError):
+        load_trunk(config, params, stats)

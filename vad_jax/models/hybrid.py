@@ -64,6 +64,8 @@ class HybridDetector(nn.Module):
   drop_connect_rate: float = 0.2
   bn_momentum: float = 0.99
   frozen_stages: int = 0
+  center_features: bool = False
+  subtract_background: bool = False
   lstm_hidden: int = 256
   lstm_layers: int = 2
   lstm_dropout: float = 0.5
@@ -92,10 +94,16 @@ class HybridDetector(nn.Module):
                          padding=self.padding, depthwise_impl=self.depthwise_impl,
                          drop_connect_rate=self.drop_connect_rate, bn_momentum=self.bn_momentum,
                          frozen_stages=self.frozen_stages, **kw, name='trunk')
-    feats = trunk(preprocess(video.reshape(b * n, h, w, 3), self.dtype), train=train)
+    frames = video
+    if self.subtract_background:
+      frames = foreground(video)
+    feats = trunk(preprocess(frames.reshape(b * n, h, w, 3), self.dtype), train=train)
     feats = feats.reshape(b, n, -1)                                     # [B, N, F]
 
-    clips = feats[:, :k * t].reshape(b * k, t, -1)
+    seq_in = feats
+    if self.center_features:   # background subtraction in feature space, see from_config
+      seq_in = feats - feats.mean(axis=1, keepdims=True)
+    clips = seq_in[:, :k * t].reshape(b * k, t, -1)
     seq = BiLSTM(self.lstm_hidden, self.lstm_layers, self.lstm_dropout, **kw,
                  name='bilstm')(clips, train=train)
     seq = RelativeTransformer(self.transformer_layers, self.num_heads, self.ff_dim,
@@ -128,6 +136,17 @@ class HybridDetector(nn.Module):
     }
 
 
+def foreground(video: jnp.ndarray) -> jnp.ndarray:
+  """Fixed-camera background subtraction. video [B, N, H, W, 3] -> same shape, float in [0, 255].
+
+  The background is the per-pixel median over the video's frames (anything present in fewer
+  than half of them, people and events alike, stays out of it); the output is
+  127.5 + (frame - background) / 2, so an unchanged pixel is mid-grey whatever the scene.
+  """
+  x = video.astype(jnp.float32)
+  return 127.5 + 0.5 * (x - jnp.median(x, axis=1, keepdims=True))
+
+
 def _standardize(x: jnp.ndarray, eps: float = 1e-5) -> jnp.ndarray:
   """Parameter-free layer norm over the last axis."""
   mean = x.mean(-1, keepdims=True)
@@ -141,7 +160,8 @@ def from_config(cfg, dtype, param_dtype) -> HybridDetector:
       clip_len=cfg.data.clip_len, num_classes=m.num_classes, horizon=m.horizon,
       width_mult=tr.width_mult, depth_mult=tr.depth_mult, padding=tr.padding,
       depthwise_impl=tr.depthwise_impl, drop_connect_rate=tr.drop_connect_rate,
-      bn_momentum=tr.bn_momentum,
+      bn_momentum=tr.bn_momentum, center_features=m.center_features,
+      subtract_background=m.subtract_background,
       frozen_stages=tr.frozen_stages, lstm_hidden=m.lstm_hidden, lstm_layers=m.lstm_layers,
       lstm_dropout=m.lstm_dropout, num_heads=m.num_heads, ff_dim=m.ff_dim,
       transformer_layers=m.transformer_layers, transformer_dropout=m.transformer_dropout,

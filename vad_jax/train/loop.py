@@ -18,7 +18,7 @@ from vad_jax import systems
 from vad_jax.data import pipeline
 from vad_jax.data.classes import NUM_CLASSES
 from vad_jax.evaluate import plots, report, scoring
-from vad_jax.train import checkpoint, logbook, step as step_lib
+from vad_jax.train import checkpoint, logbook, pretrained, step as step_lib
 from vad_jax.train import mesh as mesh_lib
 from vad_jax.train.state import learning_rate
 
@@ -83,13 +83,21 @@ def train_and_evaluate(config, workdir: str) -> dict:
   videos = videos_per_step(config, mesh)
   video_shape = (videos, system_cls.train_frames(config), config.data.height, config.data.width, 3)
   state = step_lib.init_state(config, system, mesh, video_shape)
-  parameter_overview.log_parameter_overview(state.params)
+  sizes = {k: parameter_overview.count_parameters(v) for k, v in state.params.items()}
+  logging.info('parameters: %s, total %s', ', '.join(f'{k} {n:,}' for k, n in sizes.items()),
+               f'{sum(sizes.values()):,}')
 
   train_iter = pipeline.train_iterator(config, train_src, videos, config.seed)
   ckpts = checkpoint.Checkpoints(workdir, config.keep_checkpoints, BEST_METRIC)
   if ckpts.latest_step() is not None:
     state = ckpts.restore(state, train_iter)
     logging.info('resumed from %s at step %d', ckpts.last.directory, int(state.step))
+  elif config.model.trunk.get('weights'):
+    params, stats = pretrained.load_trunk(config, jax.device_get(state.params),
+                                          jax.device_get(state.batch_stats))
+    state = state.replace(**jax.device_put({'params': params, 'batch_stats': stats},
+                                           mesh_lib.replicated(mesh)))
+    logging.info('trunk initialised from %s', config.model.trunk.weights)
   start = int(state.step)
   best = ckpts.best_value()
 
