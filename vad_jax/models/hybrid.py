@@ -64,7 +64,6 @@ class HybridDetector(nn.Module):
   drop_connect_rate: float = 0.2
   bn_momentum: float = 0.99
   frozen_stages: int = 0
-  center_features: bool = False
   subtract_background: bool = False
   lstm_hidden: int = 256
   lstm_layers: int = 2
@@ -100,10 +99,7 @@ class HybridDetector(nn.Module):
     feats = trunk(preprocess(frames.reshape(b * n, h, w, 3), self.dtype), train=train)
     feats = feats.reshape(b, n, -1)                                     # [B, N, F]
 
-    seq_in = feats
-    if self.center_features:   # background subtraction in feature space, see from_config
-      seq_in = feats - feats.mean(axis=1, keepdims=True)
-    clips = seq_in[:, :k * t].reshape(b * k, t, -1)
+    clips = feats[:, :k * t].reshape(b * k, t, -1)
     seq = BiLSTM(self.lstm_hidden, self.lstm_layers, self.lstm_dropout, **kw,
                  name='bilstm')(clips, train=train)
     seq = RelativeTransformer(self.transformer_layers, self.num_heads, self.ff_dim,
@@ -160,7 +156,7 @@ def from_config(cfg, dtype, param_dtype) -> HybridDetector:
       clip_len=cfg.data.clip_len, num_classes=m.num_classes, horizon=m.horizon,
       width_mult=tr.width_mult, depth_mult=tr.depth_mult, padding=tr.padding,
       depthwise_impl=tr.depthwise_impl, drop_connect_rate=tr.drop_connect_rate,
-      bn_momentum=tr.bn_momentum, center_features=m.center_features,
+      bn_momentum=tr.bn_momentum,
       subtract_background=m.subtract_background,
       frozen_stages=tr.frozen_stages, lstm_hidden=m.lstm_hidden, lstm_layers=m.lstm_layers,
       lstm_dropout=m.lstm_dropout, num_heads=m.num_heads, ff_dim=m.ff_dim,
