@@ -3,8 +3,9 @@
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
+
+from vad_jax.losses.vae import reparameterize
 
 Dtype = Any
 
@@ -47,10 +48,7 @@ class VAEHead(nn.Module):
       h = drop(nn.relu(nn.Dense(width, **kw, name=f'enc{i}')(h)))
     mu = nn.Dense(self.latent, **kw, name='mu')(h)
     logvar = nn.Dense(self.latent, **kw, name='logvar')(h)
-    z = mu
-    if train:
-      eps = jax.random.normal(self.make_rng('vae'), mu.shape, jnp.float32).astype(mu.dtype)
-      z = mu + jnp.exp(0.5 * logvar) * eps
+    z = reparameterize(self.make_rng('vae'), mu, logvar) if train else mu
     h = z
     for i, width in enumerate(reversed(self.hidden)):
       h = drop(nn.relu(nn.Dense(width, **kw, name=f'dec{i}')(h)))

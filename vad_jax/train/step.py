@@ -25,7 +25,7 @@ def make_train_step(system, mesh, seed: int, lr_schedule: optax.Schedule) -> Cal
     rng = jax.random.fold_in(base_rng, state.step)
     grad_fn = jax.value_and_grad(system.loss, has_aux=True)
     (_, (metrics, batch_stats)), grads = grad_fn(state.params, state.batch_stats, batch, rng)
-    metrics = dict(metrics, grad_norm=optax.global_norm(grads), lr=lr_schedule(state.step))
+    metrics = dict(metrics, grad_norm=optax.tree.norm(grads), lr=lr_schedule(state.step))
     return state.apply_gradients(grads=grads, batch_stats=batch_stats), metrics
 
   rep, data = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
