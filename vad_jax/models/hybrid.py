@@ -126,7 +126,6 @@ class HybridDetector(nn.Module):
         'score': clip_anomaly_score(logits),                # [B, K]
         'reg': split(reg),                                  # [B, K, R]
         'reg_target': target,                               # [B, K, R]
-        'reg_valid': jnp.asarray(ends < n),                 # [K]: clips whose future frame exists
         'vae_in': split(vae_in), 'vae_recon': split(recon),  # [B, K, D]
         'vae_mu': split(mu), 'vae_logvar': split(logvar),   # [B, K, L]
     }

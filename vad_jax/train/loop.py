@@ -76,8 +76,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
   train_src = pipeline.make_source(config, 'train', system_cls.train_frames(config))
   val_src = pipeline.make_source(config, 'validation', 0)
   counts = np.bincount(train_src.labels(), minlength=NUM_CLASSES)
-  for split in ('validation', 'test'):
-    _check_split(pipeline.make_source(config, split, 0), split)
+  _check_split(val_src, 'validation')
+  _check_split(pipeline.make_source(config, 'test', 0), 'test')
   system = system_cls.from_config(config, counts)
 
   videos = videos_per_step(config, mesh)
