@@ -3,10 +3,12 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from configs import hybrid as hybrid_config
 from vad_jax import systems
-from vad_jax.models import hybrid
+from vad_jax.models import hybrid, inputs
+from vad_jax.models.efficientnet import preprocess
 
 
 def tiny_system(**model_overrides):
@@ -85,12 +87,22 @@ def test_loss_components_and_weights():
   assert float(m0['mil']) == 0.0
 
 
-def test_foreground_removes_the_static_scene():
+def test_trunk_inputs_foreground_and_motion():
   rng = np.random.default_rng(0)
   scene = rng.integers(0, 256, (1, 1, 6, 6, 3))
   video = np.repeat(scene, 9, axis=1).astype(np.uint8)     # 9 frames of one static scene
   video[0, 2:5, 1, 1] = 255 - video[0, 2:5, 1, 1]          # an event in 3 of 9 frames
-  fg = np.asarray(hybrid.foreground(jnp.asarray(video)))
-  expect = np.full(video.shape, 127.5)
-  expect[0, 2:5, 1, 1] = 127.5 + 0.5 * (video[0, 2:5, 1, 1].astype(float) - scene[0, 0, 1, 1])
-  np.testing.assert_allclose(fg, expect, atol=1e-4)
+  x = video.astype(np.float64)
+  fg = (x - scene) / 127.5                                  # the median is the static scene
+  diff = np.concatenate([np.zeros_like(x[:, :1]), np.diff(x, axis=1)], axis=1) / 127.5
+  got = np.asarray(inputs.trunk_inputs(jnp.asarray(video), 'foreground'))
+  np.testing.assert_allclose(got, fg, atol=1e-6)
+  got = np.asarray(inputs.trunk_inputs(jnp.asarray(video), 'motion'))
+  assert got.shape == (1, 9, 6, 6, 6)
+  np.testing.assert_allclose(got, np.concatenate([fg, diff], -1), atol=1e-6)
+  assert np.count_nonzero(got[0, :, :, :, 3:]) == 2 * 3     # the event starts and ends: 2 frames
+  rgb = np.asarray(inputs.trunk_inputs(jnp.asarray(video), 'rgb'))
+  np.testing.assert_allclose(rgb, np.asarray(preprocess(jnp.asarray(video))), atol=1e-6)
+  with pytest.raises(ValueError, match='model.input'):
+    inputs.trunk_inputs(jnp.asarray(video), 'flow')
+

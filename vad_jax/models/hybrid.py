@@ -3,7 +3,8 @@
 Data flow for a batch of B videos of N frames, clip length T, K = N // T clips a video:
 
   video   [B, N, H, W, 3] uint8
-  trunk   [B*N, H, W, 3] -> [B, N, F]          (F = 1280 at width 1.0)
+  inputs  [B, N, H, W, C]  (C = 3 or 6, `model.input`: vad_jax.models.inputs)
+  trunk   [B*N, H, W, C] -> [B, N, F]          (F = 1280 at width 1.0)
   clips   [B*K, T, F]                           (frames K*T .. N-1 are only regression targets)
   BiLSTM  [B*K, T, 2h] -> Transformer [B*K, T, 2h]
   last    [B*K, 2h]  the LAST frame's feature (as in the seed: the heads predict what comes
@@ -27,8 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from vad_jax.data.classes import NORMAL
-from vad_jax.models.efficientnet import EfficientNet, preprocess
+from vad_jax.models.efficientnet import EfficientNet
 from vad_jax.models.heads import MLPHead, VAEHead
+from vad_jax.models.inputs import trunk_inputs
 from vad_jax.models.recurrent import BiLSTM
 from vad_jax.models.transformer import RelativeTransformer
 
@@ -64,7 +66,7 @@ class HybridDetector(nn.Module):
   drop_connect_rate: float = 0.2
   bn_momentum: float = 0.99
   frozen_stages: int = 0
-  subtract_background: bool = False
+  input: str = 'rgb'                # what the trunk sees: see vad_jax.models.inputs
   lstm_hidden: int = 256
   lstm_layers: int = 2
   lstm_dropout: float = 0.5
@@ -93,10 +95,8 @@ class HybridDetector(nn.Module):
                          padding=self.padding, depthwise_impl=self.depthwise_impl,
                          drop_connect_rate=self.drop_connect_rate, bn_momentum=self.bn_momentum,
                          frozen_stages=self.frozen_stages, **kw, name='trunk')
-    frames = video
-    if self.subtract_background:
-      frames = foreground(video)
-    feats = trunk(preprocess(frames.reshape(b * n, h, w, 3), self.dtype), train=train)
+    x = trunk_inputs(video, self.input, self.dtype)                     # [B, N, H, W, C]
+    feats = trunk(x.reshape(b * n, h, w, x.shape[-1]), train=train)
     feats = feats.reshape(b, n, -1)                                     # [B, N, F]
 
     clips = feats[:, :k * t].reshape(b * k, t, -1)
@@ -131,17 +131,6 @@ class HybridDetector(nn.Module):
     }
 
 
-def foreground(video: jnp.ndarray) -> jnp.ndarray:
-  """Fixed-camera background subtraction. video [B, N, H, W, 3] -> same shape, float in [0, 255].
-
-  The background is the per-pixel median over the video's frames (anything present in fewer
-  than half of them, people and events alike, stays out of it); the output is
-  127.5 + (frame - background) / 2, so an unchanged pixel is mid-grey whatever the scene.
-  """
-  x = video.astype(jnp.float32)
-  return 127.5 + 0.5 * (x - jnp.median(x, axis=1, keepdims=True))
-
-
 def _standardize(x: jnp.ndarray, eps: float = 1e-5) -> jnp.ndarray:
   """Parameter-free layer norm over the last axis."""
   mean = x.mean(-1, keepdims=True)
@@ -156,7 +145,7 @@ def from_config(cfg, dtype, param_dtype) -> HybridDetector:
       width_mult=tr.width_mult, depth_mult=tr.depth_mult, padding=tr.padding,
       depthwise_impl=tr.depthwise_impl, drop_connect_rate=tr.drop_connect_rate,
       bn_momentum=tr.bn_momentum,
-      subtract_background=m.subtract_background,
+      input=m.input,
       frozen_stages=tr.frozen_stages, lstm_hidden=m.lstm_hidden, lstm_layers=m.lstm_layers,
       lstm_dropout=m.lstm_dropout, num_heads=m.num_heads, ff_dim=m.ff_dim,
       transformer_layers=m.transformer_layers, transformer_dropout=m.transformer_dropout,
