@@ -29,10 +29,25 @@ def test_output_shapes_any_length():
   assert out['reg'].shape == out['reg_target'].shape == (2, 3, c.model.reg_dim)
   assert out['vae_recon'].shape == out['vae_in'].shape == (2, 3, 2 * c.model.lstm_hidden)
   assert out['vae_mu'].shape == (2, 3, c.model.vae_latent)
-  # Scoring needs no extra frames and accepts any number of whole clips.
+  # Scoring needs no extra frames; clips start every eval_stride frames.
+  s = c.data.eval_stride
   pred = jax.eval_shape(system.predict, variables,
                         jax.ShapeDtypeStruct((1, 5 * t, 32, 32, 3), jnp.uint8))
-  assert pred['score'].shape == (1, 5) and pred['logits'].shape == (1, 5, 14)
+  k = (5 * t - t) // s + 1
+  assert s < t and pred['score'].shape == (1, k) and pred['logits'].shape == (1, k, 14)
+
+
+def test_overlapping_clips_equal_disjoint_clips_of_the_shifted_video():
+  c, system = tiny_system()                     # 'rgb' input: every frame is processed alone
+  t, s = c.data.clip_len, c.data.eval_stride
+  video = jnp.asarray(np.random.default_rng(0).integers(0, 256, (1, 3 * t, 32, 32, 3)), jnp.uint8)
+  variables = system.init(jax.random.key(0), video)
+  over = system.predict(variables, video)['logits']                 # [1, K, C]
+  for k in range(over.shape[1]):
+    alone = system.model.apply(variables, video[:, k * s:k * s + t], train=False)['logits']
+    np.testing.assert_allclose(over[0, k], alone[0, 0], rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match='stride'):
+    system.model.apply(variables, video, train=False, stride=t + 1)
 
 
 def test_score_is_one_minus_p_normal():

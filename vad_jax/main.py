@@ -43,6 +43,11 @@ def main(argv):
   from vad_jax.train import loop
   logging.get_absl_handler().addFilter(_QuietLibraries())
   try:
+    loop.check_config(_CONFIG.value)
+  except ValueError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  try:
     results = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except loop.AcceleratorRequired as e:
     logging.error('%s', e)

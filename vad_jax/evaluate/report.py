@@ -7,19 +7,20 @@ from vad_jax.evaluate import metrics
 from vad_jax.evaluate.scoring import SplitScores
 
 
-def clip_truth(scores: SplitScores, clip_len: int) -> np.ndarray:
+def clip_truth(scores: SplitScores) -> np.ndarray:
   """Ground-truth class of every clip [V, K]: the video's class where at least half of the clip's
   frames lie in the annotated anomaly window, else Normal (uses frame masks: evaluation only)."""
   v, k = scores.clip_scores.shape
+  frames = np.arange(k)[:, None] * scores.clip_stride + np.arange(scores.clip_len)   # [K, T]
   out = np.full((v, k), NORMAL, np.int32)
   for i in range(v):
     _, mask = scores.video(i)
-    frac = mask[:k * clip_len].reshape(k, clip_len).mean(1)
+    frac = mask[frames].mean(1)
     out[i] = np.where(frac >= 0.5, scores.video_label[i], NORMAL)
   return out
 
 
-def summarize(scores: SplitScores, clip_len: int) -> dict:
+def summarize(scores: SplitScores) -> dict:
   """Metrics as plain Python values (JSON-ready)."""
   labels, s = scores.frame_labels, scores.frame_scores
   out = {
@@ -40,7 +41,7 @@ def summarize(scores: SplitScores, clip_len: int) -> dict:
       per_class_auc[name] = metrics.roc_auc(labels[keep], s[keep])
   out['frame_auc_per_class'] = per_class_auc
 
-  truth = clip_truth(scores, clip_len).reshape(-1)
+  truth = clip_truth(scores).reshape(-1)
   pred = scores.clip_logits.argmax(-1).reshape(-1)
   cm = metrics.confusion_matrix(truth, pred, len(CLASS_NAMES))
   acc = metrics.per_class_accuracy(cm)

@@ -1,7 +1,10 @@
 """Score every video of a split frame by frame, and save the scores so anyone can recompute a metric.
 
-Frame scores follow the UCF-Crime protocol: a clip's anomaly score (`clip_anomaly_score`) is
-repeated over the clip's T frames; frames after the last whole clip take the last clip's score.
+Clips of T frames start every S frames (S = `data.eval_stride` <= T). A frame's score is the mean
+of the scores of the clips that contain it; frames after the last whole clip take the last clip's
+score. With S = T this is the UCF-Crime protocol (each clip's score repeated over its frames);
+S < T localises the window S frames finely instead of T, at the cost of more clips through the
+temporal model only (the per-frame trunk runs once per frame either way).
 """
 
 import dataclasses
@@ -18,7 +21,8 @@ class SplitScores:
   """Per-video results of one split, videos in index order.
 
   frame_scores / frame_labels: concatenated over videos, [sum_v N_v]; video v is
-  frames[offsets[v]:offsets[v+1]]. clip_scores [V, K], clip_logits [V, K, C].
+  frames[offsets[v]:offsets[v+1]]. clip_scores [V, K], clip_logits [V, K, C]; clip k covers
+  frames k * clip_stride .. k * clip_stride + clip_len - 1.
   """
   video_index: np.ndarray
   video_label: np.ndarray
@@ -27,6 +31,8 @@ class SplitScores:
   frame_labels: np.ndarray
   clip_scores: np.ndarray
   clip_logits: np.ndarray
+  clip_len: int
+  clip_stride: int
 
   def video(self, v: int) -> tuple[np.ndarray, np.ndarray]:
     """(frame scores [N], frame labels [N]) of the v-th video."""
@@ -42,18 +48,24 @@ class SplitScores:
   @classmethod
   def load(cls, path: str) -> 'SplitScores':
     with np.load(path) as f:
-      return cls(**{k.name: f[k.name] for k in dataclasses.fields(cls)})
+      fields = {k.name: f[k.name] for k in dataclasses.fields(cls)}
+    return cls(**dict(fields, clip_len=int(fields['clip_len']),
+                      clip_stride=int(fields['clip_stride'])))
 
 
-def frame_scores(clip_scores: np.ndarray, num_frames: int, clip_len: int) -> np.ndarray:
-  """clip_scores [K] -> [num_frames]: each score repeated over its clip, the tail takes the last."""
-  out = np.repeat(clip_scores, clip_len)[:num_frames]
-  if len(out) < num_frames:
-    out = np.concatenate([out, np.full(num_frames - len(out), clip_scores[-1])])
-  return out
+def frame_scores(clip_scores: np.ndarray, num_frames: int, clip_len: int,
+                 stride: int | None = None) -> np.ndarray:
+  """clip_scores [K] of clips starting every `stride` frames -> [num_frames]: each frame gets the
+  mean score of the clips containing it; frames after the last clip take the last clip's score."""
+  stride = stride or clip_len
+  total, count = np.zeros(num_frames), np.zeros(num_frames)
+  for k, c in enumerate(np.asarray(clip_scores, np.float64)):
+    total[k * stride:k * stride + clip_len] += c
+    count[k * stride:k * stride + clip_len] += 1
+  return np.where(count > 0, total / np.maximum(count, 1), clip_scores[-1])
 
 
-def score_split(predict, state, batches, mesh, clip_len: int) -> SplitScores:
+def score_split(predict, state, batches, mesh, clip_len: int, stride: int) -> SplitScores:
   """Runs `predict` (vad_jax.train.step.make_predict_step) over `batches` (eval_batches)."""
   rows = []
   for batch in batches:
@@ -70,7 +82,9 @@ def score_split(predict, state, batches, mesh, clip_len: int) -> SplitScores:
       video_index=np.array([r[0] for r in rows], np.int32),
       video_label=np.array([r[1] for r in rows], np.int32),
       offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-      frame_scores=np.concatenate([frame_scores(r[3], n, clip_len) for r, n in zip(rows, lengths)]),
+      frame_scores=np.concatenate([frame_scores(r[3], n, clip_len, stride)
+                                   for r, n in zip(rows, lengths)]),
       frame_labels=np.concatenate([r[2] for r in rows]).astype(np.uint8),
       clip_scores=np.stack([r[3] for r in rows]),
-      clip_logits=np.stack([r[4] for r in rows]))
+      clip_logits=np.stack([r[4] for r in rows]),
+      clip_len=int(clip_len), clip_stride=int(stride))

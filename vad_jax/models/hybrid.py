@@ -5,7 +5,8 @@ Data flow for a batch of B videos of N frames, clip length T, K = N // T clips a
   video   [B, N, H, W, 3] uint8
   inputs  [B, N, H, W, C]  (C = 3 or 6, `model.input`: vad_jax.models.inputs)
   trunk   [B*N, H, W, C] -> [B, N, F]          (F = 1280 at width 1.0)
-  clips   [B*K, T, F]                           (frames K*T .. N-1 are only regression targets)
+  clips   [B*K, T, F]   clip k = frames k*S .. k*S+T-1 (stride S = T in training: disjoint clips,
+                        frames K*T .. N-1 are only regression targets; S < T when scoring)
   BiLSTM  [B*K, T, 2h] -> Transformer [B*K, T, 2h]
   last    [B*K, 2h]  the LAST frame's feature (as in the seed: the heads predict what comes
                      after the clip, so the summary sits at the clip's end; the BiLSTM's backward
@@ -83,12 +84,19 @@ class HybridDetector(nn.Module):
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, video: jnp.ndarray, *, train: bool) -> dict[str, jnp.ndarray]:
+  def __call__(self, video: jnp.ndarray, *, train: bool,
+               stride: int | None = None) -> dict[str, jnp.ndarray]:
+    """stride: frames between clip starts (default clip_len: K = N // T disjoint clips, as in
+    training); a smaller stride gives overlapping clips, K = (N - T) // stride + 1."""
     b, n, h, w, _ = video.shape
     t = self.clip_len
+    s = stride or t
     if n < t:
       raise ValueError(f'a video of {n} frames is shorter than one clip ({t} frames)')
-    k = n // t
+    if not 0 < s <= t:
+      raise ValueError(f'clip stride must be in [1, clip_len={t}], got {s}')
+    k = (n - t) // s + 1
+    starts = np.arange(k) * s
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
 
     trunk = EfficientNet(width_mult=self.width_mult, depth_mult=self.depth_mult,
@@ -99,7 +107,7 @@ class HybridDetector(nn.Module):
     feats = trunk(x.reshape(b * n, h, w, x.shape[-1]), train=train)
     feats = feats.reshape(b, n, -1)                                     # [B, N, F]
 
-    clips = feats[:, :k * t].reshape(b * k, t, -1)
+    clips = feats[:, starts[:, None] + np.arange(t)].reshape(b * k, t, -1)  # [B*K, T, F]
     seq = BiLSTM(self.lstm_hidden, self.lstm_layers, self.lstm_dropout, **kw,
                  name='bilstm')(clips, train=train)
     seq = RelativeTransformer(self.transformer_layers, self.num_heads, self.ff_dim,
@@ -114,7 +122,7 @@ class HybridDetector(nn.Module):
     recon, mu, logvar = VAEHead(self.vae_latent, dropout=self.vae_dropout, **kw, name='vae')(
         vae_in, train=train)
 
-    ends = np.arange(k) * t + t - 1 + self.horizon                      # future frame of each clip
+    ends = starts + t - 1 + self.horizon                                # future frame of each clip
     future = jax.lax.stop_gradient(feats[:, np.minimum(ends, n - 1)]).astype(jnp.float32)
     proj = jnp.asarray(target_projection(feats.shape[-1], self.reg_dim))
     target = _standardize(future @ proj)                               # [B, K, R]

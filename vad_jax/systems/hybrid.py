@@ -32,6 +32,7 @@ from vad_jax.models.precision import dtype_policy
 class HybridSystem:
   model: hybrid_model.HybridDetector
   alpha: tuple[float, ...]          # focal per-class weights from training class frequencies
+  eval_stride: int | None = None    # frames between clip starts when scoring (None: clip_len)
   w_reg: float = 1.0
   w_focal: float = 0.5
   w_mil: float = 0.3
@@ -49,7 +50,8 @@ class HybridSystem:
     l = config.loss
     alpha = np.asarray(class_alpha_from_counts(jnp.asarray(class_counts, jnp.float32)))
     return cls(model=hybrid_model.from_config(config, dtype, param_dtype),
-               alpha=tuple(float(a) for a in alpha), w_reg=l.w_reg, w_focal=l.w_focal,
+               alpha=tuple(float(a) for a in alpha), eval_stride=config.data.eval_stride,
+               w_reg=l.w_reg, w_focal=l.w_focal,
                w_mil=l.w_mil, w_vae=l.w_vae, beta=l.smooth_l1_beta, gamma=l.focal_gamma,
                margin=l.mil_margin, lambda_smooth=l.mil_lambda_smooth,
                lambda_sparse=l.mil_lambda_sparse, vae_beta=l.vae_beta)
@@ -97,8 +99,9 @@ class HybridSystem:
     return total, (metrics, mutated['batch_stats'])
 
   def predict(self, variables, video: jnp.ndarray) -> dict[str, jnp.ndarray]:
-    """Inference: video [B, N, H, W, 3] -> 'score' [B, K] (clip anomaly score), 'logits' [B, K, C]."""
-    out = self.model.apply(variables, video, train=False)
+    """Inference on overlapping clips, `eval_stride` frames apart: video [B, N, H, W, 3] ->
+    'score' [B, K] (clip anomaly score), 'logits' [B, K, C], K = (N - T) // stride + 1."""
+    out = self.model.apply(variables, video, train=False, stride=self.eval_stride)
     return {'score': out['score'], 'logits': out['logits']}
 
 

@@ -40,12 +40,19 @@ def check_accelerator(config) -> None:
         '--config.requires_accelerator=False.')
 
 
-def videos_per_step(config, mesh) -> int:
-  k = config.data.clips_per_video
-  if config.batch_size % k:
+def check_config(config) -> None:
+  """Value checks that need no devices; raises ValueError naming the offending keys."""
+  d = config.data
+  if not 0 < d.eval_stride <= d.clip_len:
+    raise ValueError(f'data.eval_stride={d.eval_stride} must be in [1, data.clip_len={d.clip_len}]')
+  if config.batch_size % d.clips_per_video:
     raise ValueError(f'batch_size={config.batch_size} clips is not a multiple of '
-                     f'data.clips_per_video={k}')
-  videos = config.batch_size // k
+                     f'data.clips_per_video={d.clips_per_video}')
+
+
+def videos_per_step(config, mesh) -> int:
+  check_config(config)
+  videos = config.batch_size // config.data.clips_per_video
   if videos % mesh_lib.data_parallelism(mesh):
     raise ValueError(f'{videos} videos a step (batch_size / clips_per_video) do not split over '
                      f"the mesh's data axis of {mesh_lib.data_parallelism(mesh)} devices")
@@ -59,7 +66,8 @@ def eval_videos_per_step(config, mesh) -> int:
 
 def evaluate_split(config, system_predict, state, mesh, source) -> scoring.SplitScores:
   batches = pipeline.eval_batches(config, source, eval_videos_per_step(config, mesh))
-  return scoring.score_split(system_predict, state, batches, mesh, config.data.clip_len)
+  return scoring.score_split(system_predict, state, batches, mesh, config.data.clip_len,
+                             config.data.eval_stride)
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
@@ -117,8 +125,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       book.train(done, jax.tree.map(lambda *x: np.mean(x), *jax.device_get(pending)))
       pending = []
     if done % config.eval_every == 0 or done == config.num_steps:
-      val = report.summarize(evaluate_split(config, predict, state, mesh, val_src),
-                             config.data.clip_len)
+      val = report.summarize(evaluate_split(config, predict, state, mesh, val_src))
       book.scalars(done, {k: val[k] for k in ('frame_auc', 'frame_ap', 'clip_accuracy')},
                    'validation')
       logging.info('validation @%d: frame AUC %.4f  AP %.4f  clip acc %.3f', done,
@@ -141,7 +148,7 @@ def final_test(config, workdir, system, mesh, predict, ckpts, state, counts) -> 
   test_src = pipeline.make_source(config, 'test', 0)
   t0 = time.perf_counter()
   scores = evaluate_split(config, predict, state, mesh, test_src)
-  results = report.summarize(scores, config.data.clip_len)
+  results = report.summarize(scores)
   results.update(split='test', checkpoint_step=int(best_step),
                  validation_frame_auc=ckpts.best_value(), num_steps=int(config.num_steps),
                  train_class_counts=[int(c) for c in counts],
