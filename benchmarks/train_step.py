@@ -39,7 +39,8 @@ def main(argv):
   batch = mesh_lib.to_global(next(pipeline.train_iterator(config, src, videos, 0)), mesh)
   state = step_lib.init_state(config, system, mesh, batch['video'].shape)
   n_params = sum(x.size for x in jax.tree.leaves(state.params))
-  step = step_lib.make_train_step(system, mesh, config.seed, learning_rate(config))
+  step = step_lib.make_train_step(system, mesh, config.seed, learning_rate(config),
+                                  config.ema_decay)
 
   t0 = time.perf_counter()
   compiled = step.lower(state, batch).compile()

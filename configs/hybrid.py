@@ -85,6 +85,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.warmup_steps = 1000
   c.weight_decay = 1e-2
   c.grad_clip = 1.0
+  c.ema_decay = 0.0              # > 0: evaluate an exponential moving average of the parameters
 
   # ---- mesh: axis sizes, -1 = all remaining devices. The batch is sharded over 'data'.
   c.mesh = ml_collections.ConfigDict()
@@ -157,6 +158,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     c.model.horizon = 2
     c.batch_size = 16                       # 8 videos: one per fake test device
     c.num_steps = 4
+    c.ema_decay = 0.5                       # exercise the parameter average in the trainer tests
     c.warmup_steps = 1
     c.log_every = 1
     c.eval_every = 2

@@ -26,6 +26,15 @@ def test_unknown_config_key_is_a_one_line_error(tmp_path):
   assert not os.path.exists(tmp_path / 'w')
 
 
+def test_bad_config_value_is_a_one_line_error(tmp_path):
+  r = run_main('--config=configs/hybrid.py:local', '--config.data.eval_stride=9',
+               f'--workdir={tmp_path}/w')
+  assert r.returncode == 2
+  assert 'data.eval_stride=9 must be in [1, data.clip_len=8]' in r.stderr
+  assert 'Traceback' not in r.stderr
+  assert not os.path.exists(tmp_path / 'w')
+
+
 def test_full_config_on_cpu_points_at_local(tmp_path):
   r = run_main('--config=configs/hybrid.py', f'--workdir={tmp_path}/w')
   assert r.returncode == 2

@@ -35,7 +35,8 @@ def setup(config, devices):
   if key not in _COMPILED:
     mesh = mesh_lib.make_mesh(config.mesh, devices)
     system = cls.from_config(config, np.bincount(src.labels(), minlength=NUM_CLASSES))
-    step = step_lib.make_train_step(system, mesh, config.seed, learning_rate(config))
+    step = step_lib.make_train_step(system, mesh, config.seed, learning_rate(config),
+                                    config.ema_decay)
     shape = (loop.videos_per_step(config, mesh), cls.train_frames(config), config.data.height,
              config.data.width, 3)
     _COMPILED[key] = mesh, step, step_lib.init_state(config, system, mesh, shape)
@@ -54,10 +55,17 @@ def test_one_step_same_on_1_and_8_devices(config):
   results = []
   for devices in (jax.devices()[:1], jax.devices()):
     mesh, state, it, step = setup(config, devices)
+    init = jax.device_get(state.params)
     batch = next(it)
     state, metrics = step(state, mesh_lib.to_global(batch, mesh))
     results.append((jax.device_get(state.params), jax.device_get(state.batch_stats),
                     jax.device_get(metrics), batch))
+    # The parameter average: ema = d * init + (1 - d) * new after one step (init = ema at step 0).
+    d = config.ema_decay
+    assert d > 0
+    for e, p0, p in zip(*(jax.tree.leaves(t) for t in (jax.device_get(state.ema_params), init,
+                                                      results[-1][0]))):
+      np.testing.assert_allclose(e, d * p0 + (1 - d) * p, rtol=1e-6, atol=1e-7)
   (p1, s1, m1, b1), (p8, s8, m8, b8) = results
   np.testing.assert_array_equal(b1['video'], b8['video'])
   assert np.isfinite(m1['loss'])
@@ -74,7 +82,7 @@ def test_save_restore_next_step_identical(config, tmp_path):
   mesh, state, it, step = setup(config, devices)
   for _ in range(3):
     state, _ = step(state, mesh_lib.to_global(next(it), mesh))
-  straight = jax.device_get(state.params)
+  straight = jax.device_get((state.params, state.ema_params, state.batch_stats))
 
   # Interrupted: 2 steps, save, fresh process state, restore, 1 step.
   mesh, state, it, step = setup(config, devices)
@@ -87,7 +95,9 @@ def test_save_restore_next_step_identical(config, tmp_path):
   fresh = ck.restore(fresh, it2)
   assert int(fresh.step) == 2
   fresh, _ = step(fresh, mesh_lib.to_global(next(it2), mesh))
-  for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(jax.device_get(fresh.params))):
+  resumed = jax.device_get((fresh.params, fresh.ema_params, fresh.batch_stats))
+  assert len(jax.tree.leaves(resumed)) == len(jax.tree.leaves(straight))
+  for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed)):
     np.testing.assert_array_equal(a, b)
   ck.close()
 

@@ -109,7 +109,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
   start = int(state.step)
   best = ckpts.best_value()
 
-  train_step = step_lib.make_train_step(system, mesh, config.seed, learning_rate(config))
+  train_step = step_lib.make_train_step(system, mesh, config.seed, learning_rate(config),
+                                        config.ema_decay)
   predict = step_lib.make_predict_step(system, mesh)
   book = logbook.Logbook(workdir, config.num_steps, start)
   pending, t_start = [], time.perf_counter()
@@ -153,8 +154,10 @@ def final_test(config, workdir, system, mesh, predict, ckpts, state, counts) -> 
                  validation_frame_auc=ckpts.best_value(), num_steps=int(config.num_steps),
                  train_class_counts=[int(c) for c in counts],
                  ap_definition='sklearn average_precision_score (step-wise, no interpolation)',
-                 score_definition='1 - p(Normal) of the 14-class head per clip, repeated over '
-                                  'the clip frames')
+                 score_definition=f'1 - p(Normal) of the 14-class head per clip; clips of '
+                                  f'{config.data.clip_len} frames start every '
+                                  f'{config.data.eval_stride} frames; a frame scores the mean '
+                                  'over the clips containing it')
   logging.info('test (checkpoint %d, %.1fs): frame AUC %.4f  AP %.4f  clip acc %.3f', best_step,
                time.perf_counter() - t0, results['frame_auc'], results['frame_ap'],
                results['clip_accuracy'])

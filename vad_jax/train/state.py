@@ -11,8 +11,13 @@ from vad_jax.models import efficientnet
 
 
 class TrainState(train_state.TrainState):
-  """flax TrainState plus BatchNorm running statistics."""
+  """flax TrainState plus BatchNorm running statistics and, when `ema_decay` > 0, an exponential
+  moving average of the parameters (what evaluation uses)."""
   batch_stats: Any = None
+  ema_params: Any = None
+
+  def eval_params(self):
+    return self.params if self.ema_params is None else self.ema_params
 
 
 def learning_rate(config) -> optax.Schedule:
@@ -39,6 +44,7 @@ def optimizer(config, params) -> optax.GradientTransformation:
 def create(config, system, rng: jax.Array, sample_video) -> TrainState:
   """Initialise parameters from a sample video [B, N, H, W, 3] (shape only matters)."""
   variables = system.init(rng, sample_video)
+  ema = variables['params'] if config.get('ema_decay', 0.0) > 0 else None
   return TrainState.create(apply_fn=None, params=variables['params'],
-                           batch_stats=variables.get('batch_stats', {}),
+                           batch_stats=variables.get('batch_stats', {}), ema_params=ema,
                            tx=optimizer(config, variables['params']))

@@ -17,8 +17,10 @@ from vad_jax.train import state as state_lib
 from vad_jax.train.state import TrainState
 
 
-def make_train_step(system, mesh, seed: int, lr_schedule: optax.Schedule) -> Callable:
-  """-> step(state, batch) -> (state, metrics); batch = {'video', 'label'} global arrays."""
+def make_train_step(system, mesh, seed: int, lr_schedule: optax.Schedule,
+                    ema_decay: float = 0.0) -> Callable:
+  """-> step(state, batch) -> (state, metrics); batch = {'video', 'label'} global arrays.
+  With `state.ema_params` set, they move to ema_decay * ema + (1 - ema_decay) * new params."""
   base_rng = jax.random.key(seed)
 
   def step(state: TrainState, batch):
@@ -26,7 +28,11 @@ def make_train_step(system, mesh, seed: int, lr_schedule: optax.Schedule) -> Cal
     grad_fn = jax.value_and_grad(system.loss, has_aux=True)
     (_, (metrics, batch_stats)), grads = grad_fn(state.params, state.batch_stats, batch, rng)
     metrics = dict(metrics, grad_norm=optax.tree.norm(grads), lr=lr_schedule(state.step))
-    return state.apply_gradients(grads=grads, batch_stats=batch_stats), metrics
+    new = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    if state.ema_params is not None:
+      new = new.replace(ema_params=optax.incremental_update(new.params, state.ema_params,
+                                                            step_size=1.0 - ema_decay))
+    return new, metrics
 
   rep, data = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
   return jax.jit(step, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=(0,))
@@ -36,7 +42,7 @@ def make_predict_step(system, mesh) -> Callable:
   """-> predict(state, video) -> {'score': [B, K], 'logits': [B, K, C]} sharded over 'data'."""
 
   def predict(state: TrainState, video):
-    return system.predict({'params': state.params, 'batch_stats': state.batch_stats}, video)
+    return system.predict({'params': state.eval_params(), 'batch_stats': state.batch_stats}, video)
 
   rep, data = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
   return jax.jit(predict, in_shardings=(rep, data), out_shardings=data)
