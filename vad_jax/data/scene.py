@@ -34,6 +34,7 @@ class Canvas:
     self.n = n
     self.trash = n * self.h * self.w
     self.buf = np.empty((self.trash + 1, 3), F32)
+    self.buf[-1] = 0                       # the trash pixel: defined, so painting it stays finite
     self.view[:] = bg[None]
 
   @property
