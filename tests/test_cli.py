@@ -5,8 +5,11 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from configs import hybrid as hybrid_config
 from vad_jax.models import param_table
+from vad_jax.train import loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,6 +36,17 @@ def test_bad_config_value_is_a_one_line_error(tmp_path):
   assert 'data.eval_stride=9 must be in [1, data.clip_len=8]' in r.stderr
   assert 'Traceback' not in r.stderr
   assert not os.path.exists(tmp_path / 'w')
+
+
+def test_config_checks():
+  c = hybrid_config.get_config('local')
+  loop.check_config(c)
+  c.model.trunk.weights = 'b0.h5'
+  with pytest.raises(ValueError, match='need model.input=rgb'):
+    loop.check_config(c)
+  c.model.trunk.weights, c.model.input = '', 'flow'
+  with pytest.raises(ValueError, match="model.input='flow'"):
+    loop.check_config(c)
 
 
 def test_full_config_on_cpu_points_at_local(tmp_path):

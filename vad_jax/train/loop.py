@@ -18,6 +18,7 @@ from vad_jax import systems
 from vad_jax.data import pipeline
 from vad_jax.data.classes import NUM_CLASSES
 from vad_jax.evaluate import plots, report, scoring
+from vad_jax.models import inputs
 from vad_jax.train import checkpoint, logbook, pretrained, step as step_lib
 from vad_jax.train import mesh as mesh_lib
 from vad_jax.train.state import learning_rate
@@ -42,7 +43,12 @@ def check_accelerator(config) -> None:
 
 def check_config(config) -> None:
   """Value checks that need no devices; raises ValueError naming the offending keys."""
-  d = config.data
+  d, m = config.data, config.model
+  if m.get('input', 'rgb') not in inputs.CHANNELS:
+    raise ValueError(f'model.input={m.input!r} must be one of {sorted(inputs.CHANNELS)}')
+  if m.get('trunk') and m.trunk.get('weights') and m.get('input', 'rgb') != 'rgb':
+    raise ValueError(f'model.trunk.weights (ImageNet RGB weights) need model.input=rgb, '
+                     f'not {m.input!r}')
   if not 0 < d.eval_stride <= d.clip_len:
     raise ValueError(f'data.eval_stride={d.eval_stride} must be in [1, data.clip_len={d.clip_len}]')
   if config.batch_size % d.clips_per_video:
