@@ -1,6 +1,7 @@
 """Hybrid detector (seed 000): EfficientNet trunk per frame -> BiLSTM -> relative Transformer -> heads.
 
-Data flow for a batch of B videos of N frames, clip length T, K = N // T clips a video:
+Data flow for a batch of B videos of N frames, clip length T, clips S frames apart,
+K = (N - T) // S + 1 clips a video:
 
   video   [B, N, H, W, 3] uint8
   inputs  [B, N, H, W, C]  (C = 3 or 6, `model.input`: vad_jax.models.inputs)

@@ -57,7 +57,6 @@ def check_config(config) -> None:
 
 
 def videos_per_step(config, mesh) -> int:
-  check_config(config)
   videos = config.batch_size // config.data.clips_per_video
   if videos % mesh_lib.data_parallelism(mesh):
     raise ValueError(f'{videos} videos a step (batch_size / clips_per_video) do not split over '
@@ -79,6 +78,7 @@ def evaluate_split(config, system_predict, state, mesh, source) -> scoring.Split
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the test metrics."""
   check_accelerator(config)
+  check_config(config)
   os.makedirs(workdir, exist_ok=True)
   mesh = mesh_lib.make_mesh(config.mesh)
   logging.info('JAX %s on %d %s device(s), %d process(es); mesh %s', jax.__version__,

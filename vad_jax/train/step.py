@@ -18,7 +18,7 @@ from vad_jax.train.state import TrainState
 
 
 def make_train_step(system, mesh, seed: int, lr_schedule: optax.Schedule,
-                    ema_decay: float = 0.0) -> Callable:
+                    ema_decay: float) -> Callable:
   """-> step(state, batch) -> (state, metrics); batch = {'video', 'label'} global arrays.
   With `state.ema_params` set, they move to ema_decay * ema + (1 - ema_decay) * new params."""
   base_rng = jax.random.key(seed)
