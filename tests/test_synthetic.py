@@ -1,4 +1,5 @@
 """Tests for the procedural synthetic surveillance dataset (vad_jax.data.synthetic)."""
+import dataclasses
 import pickle
 
 import numpy as np
@@ -164,3 +165,20 @@ def test_grain_source():
   mapped = grain.MapDataset.source(ds)
   assert len(mapped) == 6
   np.testing.assert_array_equal(mapped[3]['frames'], ds[3]['frames'])
+
+
+def test_event_size_floor():
+  """min_event_px enlarges sub-pixel event details at 32x32 and changes nothing at 128x128."""
+  from vad_jax.data.scene import World
+  w = World(8, 32, 32, None, [], min_px=1.5)
+  np.testing.assert_allclose(w.at_least(0.02), 1.5 / 32)          # 0.64 px -> 1.5 px
+  np.testing.assert_allclose(w.at_least(0.06, 'h', 2.0), 0.094, atol=1e-3)  # 3 px bag
+  np.testing.assert_allclose(w.at_least(0.2), 0.2)                # already big enough
+  labels = SyntheticVideos(SyntheticSpec(height=32, width=32, num_frames=32, num_videos=200), 'train').labels()
+  idx = [int(_first(labels, CLASS_NAMES.index(c))[0]) for c in ('Fighting', 'Vandalism', 'Stealing')]
+  for h, same in ((128, True), (32, False)):
+    spec = SyntheticSpec(height=h, width=h, num_frames=32, num_videos=200)
+    floored = SyntheticVideos(spec, 'train')
+    raw = SyntheticVideos(dataclasses.replace(spec, min_event_px=0.0), 'train')
+    equal = [np.array_equal(floored[i]['frames'], raw[i]['frames']) for i in idx]
+    assert all(equal) if same else not any(equal), (h, equal)

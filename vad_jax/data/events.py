@@ -61,7 +61,7 @@ def fighting(w: World, s: int, e: int, rng) -> None:
   dx = 0.3 * (A.w + B.w)
   k = np.arange(L)
   for p, side in ((A, -1.0), (B, 1.0)):
-    amp = rng.uniform(0.018, 0.028)
+    amp = w.at_least(rng.uniform(0.018, 0.028), 'w')
     jx = amp * (-1.0) ** (k + rng.integers(2)) * rng.uniform(0.6, 1.4, L)
     jy = amp * 0.5 * rng.standard_normal(L)
     seg = m + np.array([side * dx, 0], F32) + np.stack([jx, jy], 1)
@@ -196,7 +196,7 @@ def road_accident(w: World, s: int, e: int, rng) -> None:
   M = int(rng.integers(12, 20))
   ang = rng.uniform(0, 2 * np.pi, M)
   sp = rng.uniform(0.01, 0.03, M)
-  size = rng.uniform(0.012, 0.025, M)
+  size = w.at_least(rng.uniform(0.012, 0.025, M))
   col = np.array([(200, 220, 235), (25, 25, 25), (150, 150, 150), (230, 230, 230)], F32)[rng.integers(4, size=M)]
   cy = yc + 0.1 * ch
 
@@ -323,7 +323,7 @@ def stealing(w: World, s: int, e: int, rng) -> None:
     _, bpos, size, color = w.bags.pop()
     pb = bpos[0]
   else:
-    size, color = rng.uniform(0.05, 0.07), BAG_COLORS[rng.integers(len(BAG_COLORS))]
+    size, color = w.at_least(rng.uniform(0.05, 0.07), 'h', 2.0), BAG_COLORS[rng.integers(len(BAG_COLORS))]
     pb = np.array([rng.uniform(0.15, 0.85), rng.uniform(w.scene.wall_y + 0.1, 0.95)], F32)
   side = rng.choice([-1.0, 1.0])
   goal = np.array([pb[0] - side * 0.55 * T.w, pb[1] - T.h / 2], F32)
@@ -354,8 +354,8 @@ def vandalism(w: World, s: int, e: int, rng) -> None:
   for i, t0 in enumerate(times):
     mx = x0 + side * rng.uniform(0.03, 0.16)
     my = rng.uniform(0.15, 0.85) * wy
-    ln, ang = rng.uniform(0.06, 0.14), rng.uniform(0, np.pi)
-    thick = rng.uniform(0.02, 0.03)
+    ln, ang = w.at_least(rng.uniform(0.06, 0.14), 'w', 3.0), rng.uniform(0, np.pi)
+    thick = w.at_least(rng.uniform(0.02, 0.03))
     seg = (mx - np.cos(ang) * ln / 2, my - np.sin(ang) * ln / 2, mx + np.cos(ang) * ln / 2, my + np.sin(ang) * ln / 2)
     w.under.append(lambda c, seg=seg, t0=t0, thick=thick, col=paint[i % 2]: _stroke(c, t0, e, seg, thick, col, wy))
 

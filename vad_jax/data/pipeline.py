@@ -30,7 +30,7 @@ def make_source(config, split: str, train_frames: int):
       num_frames=train_frames if split == 'train' else d.eval_frames,
       num_videos={'train': d.num_train, 'validation': d.num_validation, 'test': d.num_test}[split],
       normal_fraction=d.normal_fraction, class_imbalance=d.class_imbalance,
-      window=tuple(d.window), seed=config.seed)
+      window=tuple(d.window), min_event_px=d.min_event_px, seed=config.seed)
   return synthetic.SyntheticVideos(spec, split)
 
 

@@ -314,3 +314,11 @@ class World:
   bags: list = dataclasses.field(default_factory=list)    # (frames [K], pos [K, 2], size, colour)
   under: list = dataclasses.field(default_factory=list)   # callables(canvas) drawn before people
   over: list = dataclasses.field(default_factory=list)    # callables(canvas) drawn after people
+  min_px: float = 0.0      # size floor of event details, pixels (SyntheticSpec.min_event_px)
+
+  def at_least(self, frac, axis: str = 'h', factor: float = 1.0):
+    """`frac` (a fraction of the frame height 'h' or width 'w') raised to at least
+    factor * min_px pixels: the floor keeps small event details (paint strokes, debris, bags, fight jitter)
+    visible at low resolution and is inactive once the frame is large enough."""
+    floor = factor * self.min_px / (self.H if axis == 'h' else self.W)
+    return np.maximum(np.asarray(frac, F32), F32(floor))

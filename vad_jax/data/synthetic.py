@@ -33,6 +33,7 @@ class SyntheticSpec:
   class_imbalance: float = 1.0    # >=1: most/least frequent anomaly class ratio (geometric); 1 = uniform
   window: tuple[int, int] = (12, 20)  # min/max anomaly window length in frames (clipped to num_frames)
   max_people: int = 6             # boxes array width P
+  min_event_px: float = 1.5       # size floor (pixels) of small event details; see World.at_least
   seed: int = 0
 
 
@@ -136,10 +137,11 @@ def render(spec: SyntheticSpec, rng, cdf, index: int) -> dict:
   P = spec.max_people
   n_people = int(rng.integers(2, max(2, P - 1) + 1))
   people = _make_people(rng, spec, scene, n_people)
-  world = World(N, H, W, scene, people, _make_traffic(rng, spec, scene))
+  world = World(N, H, W, scene, people, _make_traffic(rng, spec, scene), min_px=spec.min_event_px)
   if rng.random() < 0.35:                            # a bag lying on the ground (normal prop)
     pb = np.array([rng.uniform(0.1, 0.9), rng.uniform(scene.wall_y + 0.1, 0.97)], F32)
-    world.bags.append((np.arange(N), np.repeat(pb[None], N, 0), rng.uniform(0.05, 0.07),
+    size = world.at_least(rng.uniform(0.05, 0.07), 'h', 2.0)   # same floor as a stolen bag
+    world.bags.append((np.arange(N), np.repeat(pb[None], N, 0), size,
                        BAG_COLORS[rng.integers(len(BAG_COLORS))]))
   if label != NORMAL:
     name = CLASS_NAMES[label]
