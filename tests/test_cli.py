@@ -47,6 +47,9 @@ def test_config_checks():
   c.model.trunk.weights, c.model.input = '', 'flow'
   with pytest.raises(ValueError, match="model.input='flow'"):
     loop.check_config(c)
+  c.model.input, c.data.min_event_px = 'motion', -1.0
+  with pytest.raises(ValueError, match='min_event_px=-1.0 must be >= 0'):
+    loop.check_config(c)
 
 
 def test_full_config_on_cpu_points_at_local(tmp_path):

@@ -318,7 +318,7 @@ class World:
 
   def at_least(self, frac, axis: str = 'h', factor: float = 1.0):
     """`frac` (a fraction of the frame height 'h' or width 'w') raised to at least
-    factor * min_px pixels: the floor keeps small event details (paint strokes, debris, bags, fight jitter)
-    visible at low resolution and is inactive once the frame is large enough."""
+    factor * min_px pixels: the floor keeps small event details (paint strokes, debris, bags,
+    fight jitter) visible at low resolution and is inactive once the frame is large enough."""
     floor = factor * self.min_px / (self.H if axis == 'h' else self.W)
     return np.maximum(np.asarray(frac, F32), F32(floor))

@@ -59,6 +59,8 @@ class SyntheticVideos:
       raise ValueError(f'split must be one of {sorted(SPLITS)}, got {split!r}')
     if spec.max_people < 2:
       raise ValueError('max_people must be >= 2')
+    if spec.min_event_px < 0:
+      raise ValueError(f'min_event_px must be >= 0, got {spec.min_event_px}')
     self.spec = spec
     self.split = split
     self._split_id = SPLITS[split]

@@ -49,6 +49,8 @@ def check_config(config) -> None:
   if m.get('trunk') and m.trunk.get('weights') and m.get('input', 'rgb') != 'rgb':
     raise ValueError(f'model.trunk.weights (ImageNet RGB weights) need model.input=rgb, '
                      f'not {m.input!r}')
+  if d.get('min_event_px', 0.0) < 0:
+    raise ValueError(f'data.min_event_px={d.min_event_px} must be >= 0 (0: no size floor)')
   if not 0 < d.eval_stride <= d.clip_len:
     raise ValueError(f'data.eval_stride={d.eval_stride} must be in [1, data.clip_len={d.clip_len}]')
   if config.batch_size % d.clips_per_video:
