@@ -323,7 +323,7 @@ def stealing(w: World, s: int, e: int, rng) -> None:
     _, bpos, size, color = w.bags.pop()
     pb = bpos[0]
   else:
-    size, color = w.at_least(rng.uniform(0.05, 0.07), 'h', 2.0), BAG_COLORS[rng.integers(len(BAG_COLORS))]
+    size, color = w.bag_size(rng), BAG_COLORS[rng.integers(len(BAG_COLORS))]
     pb = np.array([rng.uniform(0.15, 0.85), rng.uniform(w.scene.wall_y + 0.1, 0.95)], F32)
   side = rng.choice([-1.0, 1.0])
   goal = np.array([pb[0] - side * 0.55 * T.w, pb[1] - T.h / 2], F32)

@@ -322,3 +322,8 @@ class World:
     fight jitter) visible at low resolution and is inactive once the frame is large enough."""
     floor = factor * self.min_px / (self.H if axis == 'h' else self.W)
     return np.maximum(np.asarray(frac, F32), F32(floor))
+
+  def bag_size(self, rng):
+    """Height of a bag (fraction of the frame height), floored at 2 * min_px: one rule for
+    props and stolen bags alike, so a bag's size never tells the class."""
+    return self.at_least(rng.uniform(0.05, 0.07), 'h', 2.0)

@@ -142,8 +142,7 @@ def render(spec: SyntheticSpec, rng, cdf, index: int) -> dict:
   world = World(N, H, W, scene, people, _make_traffic(rng, spec, scene), min_px=spec.min_event_px)
   if rng.random() < 0.35:                            # a bag lying on the ground (normal prop)
     pb = np.array([rng.uniform(0.1, 0.9), rng.uniform(scene.wall_y + 0.1, 0.97)], F32)
-    size = world.at_least(rng.uniform(0.05, 0.07), 'h', 2.0)   # same floor as a stolen bag
-    world.bags.append((np.arange(N), np.repeat(pb[None], N, 0), size,
+    world.bags.append((np.arange(N), np.repeat(pb[None], N, 0), world.bag_size(rng),
                        BAG_COLORS[rng.integers(len(BAG_COLORS))]))
   if label != NORMAL:
     name = CLASS_NAMES[label]
