@@ -13,7 +13,7 @@ import grain
 import jax
 import numpy as np
 
-from vad_jax.data import synthetic
+from vad_jax.data import synthetic, views
 
 SPLITS = ('train', 'validation', 'test')
 
@@ -48,12 +48,17 @@ def _read_options(config) -> grain.ReadOptions:
 
 
 def train_iterator(config, source, global_videos: int, seed: int) -> grain.DatasetIterator:
-  """Endless, reshuffled-every-epoch iterator of this process's training batches (checkpointable)."""
+  """Endless, reshuffled-every-epoch iterator of this process's training batches (checkpointable),
+  augmented per video by `data.augment` (vad_jax.data.views; deterministic per position)."""
   per_process, rest = divmod(global_videos, jax.process_count())
   if rest:
     raise ValueError(f'{global_videos} videos a step do not split over {jax.process_count()} hosts')
   ds = grain.MapDataset.source(source)[jax.process_index()::jax.process_count()]
-  ds = ds.shuffle(seed=seed).repeat().map(_weak).batch(per_process, drop_remainder=True)
+  ds = ds.shuffle(seed=seed).repeat().map(_weak)
+  augment = views.parse(config.data.augment, 'data.augment')
+  if augment:
+    ds = ds.random_map(views.random_augment(tuple(v[0] for v in augment)), seed=seed + 1)
+  ds = ds.batch(per_process, drop_remainder=True)
   return iter(ds.to_iter_dataset(_read_options(config)))
 
 

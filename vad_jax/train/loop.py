@@ -15,9 +15,9 @@ from absl import logging
 from clu import parameter_overview
 
 from vad_jax import systems
-from vad_jax.data import pipeline
+from vad_jax.data import pipeline, views
 from vad_jax.data.classes import NUM_CLASSES
-from vad_jax.evaluate import plots, report, scoring
+from vad_jax.evaluate import plots, report, scoring, tta
 from vad_jax.models import inputs
 from vad_jax.train import checkpoint, logbook, pretrained, step as step_lib
 from vad_jax.train import mesh as mesh_lib
@@ -49,6 +49,8 @@ def check_config(config) -> None:
   if m.get('trunk') and m.trunk.get('weights') and m.get('input', 'rgb') != 'rgb':
     raise ValueError(f'model.trunk.weights (ImageNet RGB weights) need model.input=rgb, '
                      f'not {m.input!r}')
+  tta.parse(config.get('eval_tta', ''))
+  views.parse(d.get('augment', ''), 'data.augment')
   if d.get('min_event_px', 0.0) < 0:
     raise ValueError(f'data.min_event_px={d.min_event_px} must be >= 0 (0: no size floor)')
   if not 0 < d.eval_stride <= d.clip_len:
@@ -119,7 +121,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
   train_step = step_lib.make_train_step(system, mesh, config.seed, learning_rate(config),
                                         config.ema_decay)
-  predict = step_lib.make_predict_step(system, mesh)
+  predict = step_lib.make_predict_step(system, mesh, tta.parse(config.eval_tta))
   book = logbook.Logbook(workdir, config.num_steps, start)
   pending, t_start = [], time.perf_counter()
   for step in range(start, config.num_steps):
@@ -165,7 +167,9 @@ def final_test(config, workdir, system, mesh, predict, ckpts, state, counts) -> 
                  score_definition=f'1 - p(Normal) of the 14-class head per clip; clips of '
                                   f'{config.data.clip_len} frames start every '
                                   f'{config.data.eval_stride} frames; a frame scores the mean '
-                                  'over the clips containing it')
+                                  'over the clips containing it'
+                                  + (f'; class probabilities averaged over the video and its '
+                                     f'views {config.eval_tta!r}' if config.eval_tta else ''))
   logging.info('test (checkpoint %d, %.1fs): frame AUC %.4f  AP %.4f  clip acc %.3f', best_step,
                time.perf_counter() - t0, results['frame_auc'], results['frame_ap'],
                results['clip_accuracy'])
