@@ -16,9 +16,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-NAMES = ('hflip', 'shift')
-
-
 def hflip(video):
   return video[..., ::-1, :]
 
@@ -26,6 +23,10 @@ def hflip(video):
 def shift(video, dy: int = 1, dx: int = 1):
   xp = jnp if isinstance(video, jax.Array) else np
   return xp.roll(video, (dy, dx), axis=(-3, -2))
+
+
+TRANSFORMS = {'hflip': hflip, 'shift': shift}   # name -> transform with its default arguments
+NAMES = tuple(TRANSFORMS)
 
 
 def parse(spec: str, key: str, compose: bool = False) -> tuple[tuple[str, ...], ...]:
@@ -43,7 +44,7 @@ def parse(spec: str, key: str, compose: bool = False) -> tuple[tuple[str, ...], 
 def apply(video, view: tuple[str, ...]):
   """The view made of the named transforms, applied left to right."""
   for name in view:
-    video = {'hflip': hflip, 'shift': shift}[name](video)
+    video = TRANSFORMS[name](video)
   return video
 
 

@@ -3,8 +3,8 @@
 `config.eval_tta` lists the extra views, comma-separated, '+' composing transforms into one view
 ('' = none; e.g. 'hflip,shift,hflip+shift' is 4 views with the original). Predictions are
 averaged as class probabilities: the clip score of the average is then 1 - mean p(Normal), the
-same definition as without TTA. Views run as one batched (vmapped) call, so the compiled graph
-is the plain predict's. Hand-written because no kept library ships video TTA for JAX.
+same definition as without TTA. Views run as one vmapped call over a leading view axis (one
+graph, V times the compute). Hand-written because no kept library ships video TTA for JAX.
 """
 
 from typing import Callable
