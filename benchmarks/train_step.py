@@ -26,7 +26,7 @@ def main(argv):
   import numpy as np
   from vad_jax import systems
   from vad_jax.data import pipeline
-  from vad_jax.data.classes import NUM_CLASSES
+  from vad_jax.classes import NUM_CLASSES
   from vad_jax.train import loop, mesh as mesh_lib, step as step_lib
   from vad_jax.train.state import learning_rate
 

@@ -8,19 +8,17 @@ Variants by argument:
 
 import ml_collections
 
+from configs import common
+
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   variant = arg or 'full'
   if variant not in ('full', 'local', 'tiny'):
     raise ValueError(f"unknown variant {arg!r} of configs/hybrid.py; use '', 'local' or 'tiny'")
-  c = ml_collections.ConfigDict()
-  c.variant = variant
-  c.system = 'hybrid'
-  c.seed = 0
+  c = common.get_config('hybrid', 'hybrid', variant)
   c.requires_accelerator = variant == 'full'
 
   # ---- data: the built-in procedural surveillance videos (vad_jax.data.synthetic).
-  c.data = ml_collections.ConfigDict()
   c.data.source = 'synthetic'
   c.data.height = 224
   c.data.width = 224
@@ -35,14 +33,10 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.data.class_imbalance = 4.0   # most / least frequent anomaly class
   c.data.window = (24, 48)       # anomaly window length, frames
   c.data.min_event_px = 1.5      # small event details are drawn at least this many pixels big
-  c.data.augment = ''            # training views, per video: 'hflip', 'shift' (README)
-  c.data.worker_threads = 4
 
   # ---- model
-  c.model = ml_collections.ConfigDict()
   c.model.num_classes = 14
   c.model.dtype = 'bfloat16'     # compute dtype
-  c.model.param_dtype = 'float32'
   c.model.trunk = ml_collections.ConfigDict()
   c.model.trunk.width_mult = 1.0
   c.model.trunk.depth_mult = 1.0
@@ -50,7 +44,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.model.trunk.depthwise_impl = 'auto'  # 'auto': shifted-sum on CPU, XLA grouped conv elsewhere
   c.model.trunk.drop_connect_rate = 0.2
   c.model.trunk.bn_momentum = 0.99       # running-statistics decay (Keras default)
-  c.model.trunk.frozen_stages = 2        # stem + first 2 block stages frozen (seed)
+  c.model.trunk.frozen_stages = 2        # stem + first 2 block stages frozen (seed), only when
+                                         # starting from weights (a random trunk is not frozen)
   c.model.trunk.weights = ''             # optional Keras EfficientNet weights file (.h5) to start from
   c.model.input = 'rgb'                  # trunk input: 'rgb' | 'foreground' | 'motion' (README)
   c.model.lstm_hidden = 256             # per direction; the Transformer width is 2 * lstm_hidden
@@ -83,24 +78,18 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   # ---- optimisation
   c.batch_size = 64              # clips a step, global: batch_size // clips_per_video videos
   c.num_steps = 20_000
-  c.lr = 3e-4
-  c.warmup_steps = 1000
-  c.weight_decay = 1e-2
-  c.grad_clip = 1.0
-  c.ema_decay = 0.0              # > 0: evaluate an exponential moving average of the parameters
+  c.optim.name = 'adamw'
+  c.optim.lr = 3e-4
+  c.optim.warmup_steps = 1000
+  c.optim.weight_decay = 1e-2
+  c.optim.grad_clip = 1.0
 
-  # ---- mesh: axis sizes, -1 = all remaining devices. The batch is sharded over 'data'.
-  c.mesh = ml_collections.ConfigDict()
-  c.mesh.data = -1
-
-  # ---- bookkeeping
-  c.log_every = 50
+  # ---- evaluation
+  c.evals.frame_anomaly = dict(num_plot_videos=6)
+  c.best_metric = 'frame_auc'
+  c.eval_batch_size = 8          # videos a prediction step
   c.eval_every = 1000
   c.checkpoint_every = 1000
-  c.keep_checkpoints = 3
-  c.eval_batch_videos = 8
-  c.eval_tta = ''                # test-time views averaged when scoring, e.g. 'hflip' (README)
-  c.num_plot_videos = 6
 
   if variant == 'local':
     c.data.height = c.data.width = 32
@@ -132,13 +121,13 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     c.model.vae_latent = 16
     c.batch_size = 32
     c.num_steps = 500                # 3.5-4 min on 2 cores, compile included (README, Status)
-    c.lr = 2e-3
-    c.warmup_steps = 50
+    c.optim.lr = 2e-3
+    c.optim.warmup_steps = 50
     c.loss.w_focal = 1.0             # the score's head gets more of a short budget (seed: 0.5)
     c.log_every = 25
     c.eval_every = 250
     c.checkpoint_every = 250
-    c.eval_batch_videos = 16
+    c.eval_batch_size = 16
     c.eval_tta = 'hflip,shift,hflip+shift'   # 4 views: validation AUC +0.03 on one checkpoint
   elif variant == 'tiny':
     c.data.height = c.data.width = 32
@@ -168,13 +157,13 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     c.batch_size = 16                       # 8 videos: one per fake test device
     c.num_steps = 4
     c.ema_decay = 0.5                       # exercise the parameter average in the trainer tests
-    c.warmup_steps = 1
+    c.optim.warmup_steps = 1
     c.log_every = 1
     c.eval_every = 2
     c.checkpoint_every = 2
     c.keep_checkpoints = 2
-    c.eval_batch_videos = 4
+    c.eval_batch_size = 4
     c.eval_tta = 'hflip+shift'              # exercise views in the trainer tests
     c.data.augment = 'hflip,shift'
-    c.num_plot_videos = 2
+    c.evals.frame_anomaly.num_plot_videos = 2
   return c

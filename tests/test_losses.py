@@ -9,6 +9,7 @@ from vad_jax.losses import focal as _focal
 from vad_jax.losses import mil as _mil
 from vad_jax.losses import regression as _reg
 from vad_jax.losses import vae as _vae
+from vad_jax.models import heads
 
 # Eager JAX compiles every primitive separately (slow on small CPUs); test the
 # jitted functions instead (one compile each), which also checks jit-ability.
@@ -18,7 +19,7 @@ softmax_focal_loss = jax.jit(_focal.softmax_focal_loss, static_argnames=("gamma"
 mil_ranking_loss = jax.jit(_mil.mil_ranking_loss)
 smooth_l1 = jax.jit(_reg.smooth_l1)
 vae_loss = jax.jit(_vae.vae_loss)
-reparameterize = jax.jit(_vae.reparameterize)
+reparameterize = jax.jit(heads.reparameterize)
 _mil_vg = jax.jit(jax.value_and_grad(_mil.mil_ranking_loss))
 _mil_grad = jax.jit(jax.grad(_mil.mil_ranking_loss))
 

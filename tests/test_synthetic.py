@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pytest
 
-from vad_jax.data.classes import CLASS_NAMES, MOTION_ONLY_CLASSES, NORMAL, NUM_CLASSES
+from vad_jax.classes import CLASS_NAMES, MOTION_ONLY_CLASSES, NORMAL, NUM_CLASSES
 from vad_jax.data.synthetic import SyntheticSpec, SyntheticVideos, class_probabilities
 
 SMALL = SyntheticSpec(height=32, width=32, num_frames=32, num_videos=600, seed=3)

@@ -10,12 +10,10 @@ import pytest
 from sklearn import metrics as skm
 
 from configs import hybrid as hybrid_config
-from vad_jax import systems
+from vad_jax import mesh as mesh_lib
 from vad_jax.data import pipeline
-from vad_jax.data.classes import NUM_CLASSES
 from vad_jax.evaluate.scoring import SplitScores
-from vad_jax.train import checkpoint, loop, mesh as mesh_lib, step as step_lib
-from vad_jax.train.state import learning_rate
+from vad_jax.train import checkpoint, loop, optim, step as step_lib
 
 
 def tiny():
@@ -30,18 +28,16 @@ _COMPILED = {}
 def setup(config, devices):
   """Fresh state and data iterator; the jitted step is built once per mesh (compiling is slow)."""
   key = tuple(d.id for d in devices)
-  cls = systems.get(config.system)
-  src = pipeline.make_source(config, 'train', cls.train_frames(config))
   if key not in _COMPILED:
     mesh = mesh_lib.make_mesh(config.mesh, devices)
-    system = cls.from_config(config, np.bincount(src.labels(), minlength=NUM_CLASSES))
-    step = step_lib.make_train_step(system, mesh, config.seed, learning_rate(config),
+    system, srcs, info, _ = loop.build(config)
+    step = step_lib.make_train_step(system, mesh, config.seed,
+                                    optim.schedule(config.optim, config.num_steps),
                                     config.ema_decay)
-    shape = (loop.videos_per_step(config, mesh), cls.train_frames(config), config.data.height,
-             config.data.width, 3)
-    _COMPILED[key] = mesh, step, step_lib.init_state(config, system, mesh, shape)
-  mesh, step, state = _COMPILED[key]
-  it = pipeline.train_iterator(config, src, loop.videos_per_step(config, mesh), config.seed)
+    _COMPILED[key] = mesh, step, loop.init_state(config, system, info, mesh), system, srcs
+  mesh, step, state, system, srcs = _COMPILED[key]
+  it = pipeline.train_iterator(config, srcs['train'], system.train_fields,
+                               loop.examples_per_step(config, type(system), mesh), config.seed)
   return mesh, jax.tree.map(jnp.copy, state), it, step  # copy: the step donates its input
 
 
@@ -55,17 +51,24 @@ def test_one_step_same_on_1_and_8_devices(config):
   results = []
   for devices in (jax.devices()[:1], jax.devices()):
     mesh, state, it, step = setup(config, devices)
-    init = jax.device_get(state.params)
+    init = jax.device_get({'params': state.params, 'model_state': state.model_state})
     batch = next(it)
     state, metrics = step(state, mesh_lib.to_global(batch, mesh))
-    results.append((jax.device_get(state.params), jax.device_get(state.batch_stats),
-                    jax.device_get(metrics), batch))
-    # The parameter average: ema = d * init + (1 - d) * new after one step (init = ema at step 0).
+    new = jax.device_get({'params': state.params, 'model_state': state.model_state})
+    results.append((new['params'], new['model_state']['batch_stats'], jax.device_get(metrics),
+                    batch))
+    # The average of parameters AND BatchNorm statistics: ema = d * init + (1 - d) * new after
+    # one step (init = ema at step 0), so evaluation never pairs averaged weights with raw stats.
     d = config.ema_decay
     assert d > 0
-    for e, p0, p in zip(*(jax.tree.leaves(t) for t in (jax.device_get(state.ema_params), init,
-                                                      results[-1][0]))):
+    ema = jax.device_get(state.ema)
+    assert jax.tree.structure(ema) == jax.tree.structure(new)
+    assert not np.allclose(init['model_state']['batch_stats']['trunk']['stem']['bn']['mean'],
+                           new['model_state']['batch_stats']['trunk']['stem']['bn']['mean'])
+    for e, p0, p in zip(*(jax.tree.leaves(t) for t in (ema, init, new))):
       np.testing.assert_allclose(e, d * p0 + (1 - d) * p, rtol=1e-6, atol=1e-7)
+    evalv = state.eval_variables()
+    assert evalv['batch_stats'] is state.ema['model_state']['batch_stats']
   (p1, s1, m1, b1), (p8, s8, m8, b8) = results
   np.testing.assert_array_equal(b1['video'], b8['video'])
   assert np.isfinite(m1['loss'])
@@ -82,29 +85,46 @@ def test_save_restore_next_step_identical(config, tmp_path):
   mesh, state, it, step = setup(config, devices)
   for _ in range(3):
     state, _ = step(state, mesh_lib.to_global(next(it), mesh))
-  straight = jax.device_get((state.params, state.ema_params, state.batch_stats))
+  straight = jax.device_get((state.params, state.ema, state.model_state, state.opt_state))
 
   # Interrupted: 2 steps, save, fresh process state, restore, 1 step.
   mesh, state, it, step = setup(config, devices)
   for _ in range(2):
     state, _ = step(state, mesh_lib.to_global(next(it), mesh))
   ck = checkpoint.Checkpoints(str(tmp_path), keep=2, best_metric='frame_auc')
-  ck.save(2, state, it)
+  ck.save(2, state, it, {'events': [{'step': 2}], 'stopped': None})
   ck.wait()
   mesh, fresh, it2, step = setup(config, devices)
-  fresh = ck.restore(fresh, it2)
+  fresh, monitors = ck.restore(fresh, it2)
+  assert monitors == {'events': [{'step': 2}], 'stopped': None}
   assert int(fresh.step) == 2
   fresh, _ = step(fresh, mesh_lib.to_global(next(it2), mesh))
-  resumed = jax.device_get((fresh.params, fresh.ema_params, fresh.batch_stats))
+  resumed = jax.device_get((fresh.params, fresh.ema, fresh.model_state, fresh.opt_state))
   assert len(jax.tree.leaves(resumed)) == len(jax.tree.leaves(straight))
   for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed)):
     np.testing.assert_array_equal(a, b)
   ck.close()
 
 
-def test_end_to_end_outputs_and_resume(config, tmp_path):
+def test_end_to_end_outputs_and_resume(config, tmp_path, monkeypatch):
+  # Scripted validation values: step 2 is the best, step 4 worse. The tested checkpoint must be
+  # the validation argmax (step 2), restored, not the last state.
+  scripted, seen = iter([0.9, 0.5]), []
+  real_evaluate = loop.evaluate
+
+  def evaluate(config, evals, predict, state, mesh, source, fields):
+    results, artifacts = real_evaluate(config, evals, predict, state, mesh, source, fields)
+    seen.append((source.split, int(state.step)))
+    if source.split == 'validation':
+      results['frame_auc'] = next(scripted)
+    return results, artifacts
+
+  monkeypatch.setattr(loop, 'evaluate', evaluate)
   workdir = str(tmp_path / 'run')
   results = loop.train_and_evaluate(config, workdir)
+  assert seen == [('validation', 2), ('validation', 4), ('test', 2)]
+  assert results['checkpoint_step'] == 2 and results['validation_frame_auc'] == 0.9
+  monkeypatch.setattr(loop, 'evaluate', real_evaluate)
   for name in ('metrics.json', 'scores_test.npz', 'test_scores.png', 'test_confusion.png',
                'config.json'):
     assert os.path.exists(os.path.join(workdir, name)), name
@@ -121,13 +141,12 @@ def test_end_to_end_outputs_and_resume(config, tmp_path):
                - saved['frame_ap']) < 1e-6
   cm = np.array(saved['clip_confusion_matrix'])
   assert cm.shape == (14, 14) and cm.sum() == scores.clip_scores.size
-  assert results['checkpoint_step'] in (2, 4)
 
   # A second run in the same workdir resumes (no training left) and reproduces the metrics.
   steps = sorted(int(s) for s in os.listdir(os.path.join(workdir, 'checkpoints')) if s.isdigit())
   assert steps[-1] == config.num_steps
   again = loop.train_and_evaluate(config, workdir)
-  assert again['frame_auc'] == results['frame_auc']
+  assert again['frame_auc'] == results['frame_auc'] and again['checkpoint_step'] == 2
 
 
 def test_full_config_refuses_cpu():

@@ -9,8 +9,9 @@ from vad_jax.data import views
 from vad_jax.evaluate import tta
 
 
-def _toy_predict(scale, video):
+def _toy_predict(scale, batch):
   """Logits that depend on where things are left to right: [B, K=2, C=3] from [B, N, H, W, 1]."""
+  video = batch['video'] if isinstance(batch, dict) else batch
   ramp = jnp.arange(video.shape[3], dtype=jnp.float32) / video.shape[3]
   left = (video[..., 0] * ramp).mean(axis=(2, 3))[:, :2]                # [B, 2]
   top = (video[:, :2, 0, 0, 0])                                          # [B, 2] one corner
@@ -31,7 +32,7 @@ def test_views_match_numpy_on_host_and_device():
 
 def test_tta_averages_class_probabilities_over_views():
   video = np.random.default_rng(0).uniform(size=(2, 3, 4, 6, 1)).astype(np.float32)
-  out = tta.with_views(_toy_predict, tta.parse('hflip,hflip+shift'))(2.0, jnp.asarray(video))
+  out = tta.with_views(_toy_predict, tta.parse('hflip,hflip+shift'))(2.0, {'video': jnp.asarray(video)})
   outs = [_toy_predict(2.0, v) for v in (video, video[:, :, :, ::-1],
                                          views.shift(video[:, :, :, ::-1]))]
   softmax = lambda z: np.exp(z) / np.exp(z).sum(-1, keepdims=True)

@@ -53,8 +53,10 @@ def main(argv):
     logging.error('%s', e)
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
-  print(f"test frame AUC {results['frame_auc']:.4f}, AP {results['frame_ap']:.4f}; "
-        f"outputs in {os.path.abspath(_WORKDIR.value)}")
+  metric = results['best_metric']
+  stopped = f" (stopped early: {results['stopped_early']})" if results.get('stopped_early') else ''
+  print(f'test {metric} {results[metric]:.4f} (checkpoint {results["checkpoint_step"]}, chosen on '
+        f'validation {metric}){stopped}; outputs in {os.path.abspath(_WORKDIR.value)}')
 
 
 def parse_flags(argv):

@@ -8,6 +8,8 @@
   classifier (``predictions``) are ignored: feed the trunk ``preprocess(frames)``.
 * :func:`bilstm_from_keras` maps a stack of ``Bidirectional(LSTM(h,
   return_sequences=True))`` layers onto :class:`vad_jax.models.recurrent.BiLSTM`.
+* :func:`violence_from_keras` maps seed 003's Keras violence model (Dense, BatchNorm,
+  BiLSTMs, attention) onto :class:`vad_jax.models.violence.ViolenceDetector`.
 
 Missing, unexpected or shape-mismatched weights raise ``ValueError`` naming the
 Keras layer.
@@ -21,7 +23,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["efficientnet_from_keras", "bilstm_from_keras", "read_keras_weights",
+__all__ = ["efficientnet_from_keras", "bilstm_from_keras", "violence_from_keras", "read_keras_weights",
            "keras_efficientnet_layer_names"]
 
 _BN_KEYS = ("scale", "bias", "mean", "var")  # Keras gamma, beta, moving_mean, moving_variance
@@ -291,3 +293,82 @@ def bilstm_from_keras(bidirectional_layers: Sequence[Any]) -> dict[str, Any]:
         raise ValueError("no Bidirectional layers given")
     params["norm"] = {"scale": np.ones(2 * hidden, np.float32), "bias": np.zeros(2 * hidden, np.float32)}
     return params
+
+
+# ----------------------------------------------------------------------------- ViolenceDetector
+_VIOLENCE_LAYOUT = ("Dense(relu) BatchNormalization [Bidirectional(LSTM) BatchNormalization]+ "
+                    "Dense(1, tanh) [Dense(relu) BatchNormalization]* Dense(softmax|linear)")
+
+
+def _keras_activation(layer) -> str:
+    act = layer.get_config().get("activation", "linear")
+    return act if isinstance(act, str) else getattr(act, "__name__", str(act))
+
+
+def _bn_arrays(layer) -> tuple[dict, dict]:
+    cfg = layer.get_config()
+    if not cfg.get("center", True) or not cfg.get("scale", True):
+        raise ValueError(f"{layer.name}: BatchNormalization needs center=True and scale=True")
+    axis = cfg.get("axis", -1)
+    axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
+    if axis != -1 and axis != len(layer.input.shape) - 1:
+        raise ValueError(f"{layer.name}: BatchNormalization axis={cfg.get('axis')} not supported "
+                         "(need the last axis)")
+    g, b, mu, var = (np.asarray(a, np.float32) for a in layer.get_weights())
+    return {"scale": g, "bias": b}, {"mean": mu, "var": var}
+
+
+def violence_from_keras(model) -> dict[str, Any]:
+    """Keras seed-003 violence model -> ``{'params': ..., 'batch_stats': ...}`` (float32 numpy)
+    for :class:`vad_jax.models.violence.ViolenceDetector`.
+
+    Layers are matched by type and order (``model.layers``, ignoring Dropout, Add, Flatten,
+    softmax/Repeat/Permute/Multiply/Lambda and other weightless layers), expecting
+    ``Dense(relu) BN [Bidirectional(LSTM) BN]+ Dense(1, tanh) [Dense(relu) BN]* Dense``.
+    Our model must be built with the same widths (``compress``, ``lstm``, ``dense``,
+    ``num_classes``), ``residual`` as in the Keras graph, and the Keras BN epsilon/momentum
+    (defaults 1e-3 / 0.99). A model of another structure raises ``ValueError``.
+    """
+    kinds = {"Dense": "D", "BatchNormalization": "N", "Bidirectional": "B"}
+    seq = []
+    for layer in model.layers:
+        kind = kinds.get(type(layer).__name__)
+        if kind is None:
+            if layer.weights:
+                raise ValueError(f"violence_from_keras: unexpected weighted layer {layer.name!r} "
+                                 f"({type(layer).__name__}); expected {_VIOLENCE_LAYOUT}")
+            continue
+        seq.append((kind, layer))
+    sig = "".join(k for k, _ in seq)
+    m = re.fullmatch(r"DN((?:BN)+)D((?:DN)*)D", sig)
+    if m is None:
+        raise ValueError(f"violence_from_keras: layer types {sig!r} (D=Dense, N=BatchNormalization, "
+                         f"B=Bidirectional) do not match {_VIOLENCE_LAYOUT}")
+    n_lstm, n_dense = len(m.group(1)) // 2, len(m.group(2)) // 2
+    layers = [layer for _, layer in seq]
+
+    def dense(layer, want_act, units=None):
+        act = _keras_activation(layer)
+        if act not in want_act:
+            raise ValueError(f"{layer.name}: Dense activation {act!r}, expected one of {want_act}")
+        w = layer.get_weights()
+        if len(w) != 2:
+            raise ValueError(f"{layer.name}: Dense needs use_bias=True (got {len(w)} arrays)")
+        if units is not None and w[0].shape[-1] != units:
+            raise ValueError(f"{layer.name}: expected {units} units, got {w[0].shape[-1]}")
+        return {"kernel": np.asarray(w[0], np.float32), "bias": np.asarray(w[1], np.float32)}
+
+    params, stats = {}, {}
+    it = iter(layers)
+    params["compress"] = dense(next(it), ("relu",))
+    params["compress_bn"], stats["compress_bn"] = _bn_arrays(next(it))
+    for i in range(n_lstm):
+        bi = next(it)
+        params[f"lstm{i}"] = bilstm_from_keras([bi])["layer0"]
+        params[f"lstm{i}_bn"], stats[f"lstm{i}_bn"] = _bn_arrays(next(it))
+    params["attention"] = dense(next(it), ("tanh",), units=1)
+    for i in range(n_dense):
+        params[f"dense{i}"] = dense(next(it), ("relu",))
+        params[f"dense{i}_bn"], stats[f"dense{i}_bn"] = _bn_arrays(next(it))
+    params["logits"] = dense(next(it), ("softmax", "linear"))
+    return {"params": params, "batch_stats": stats}

@@ -1,10 +1,11 @@
-"""Input pipelines: a random-access video source -> grain -> per-process numpy batches.
+"""Input pipelines: a random-access source -> grain -> per-process numpy batches.
 
-Training sees weak labels only: a batch is {'video': uint8 [b, N, H, W, 3], 'label': int32 [b]}
-(the video-level class); masks and boxes never reach the train step. Evaluation batches also
-carry the per-frame 'mask' and the video 'index'. Each process reads its own slice of the videos
-(`ds[process_index::process_count]`) and turns its part of the batch into global arrays with
-`vad_jax.train.mesh.to_global`.
+Training batches hold only the fields the system's loss reads (`System.train_fields`): a weakly
+supervised system declares ('video', 'label'), so per-frame masks and boxes can never reach its
+train step. Evaluation batches hold the fields `predict` reads plus what evaluators need:
+'label', 'index', 'length' (true sequence length) and 'mask' where the source has one. Each
+process reads its own slice of the examples (`ds[process_index::process_count]`) and turns its
+part of a batch into global arrays with `vad_jax.mesh.to_global`.
 """
 
 from typing import Iterator
@@ -13,72 +14,103 @@ import grain
 import jax
 import numpy as np
 
-from vad_jax.data import synthetic, views
+from vad_jax.data import views
 
-SPLITS = ('train', 'validation', 'test')
-
-
-def make_source(config, split: str, train_frames: int):
-  """The data source of `split`; training videos have `train_frames` frames."""
-  if split not in SPLITS:
-    raise ValueError(f'unknown split {split!r}; expected one of {SPLITS}')
-  d = config.data
-  if d.source != 'synthetic':
-    raise ValueError(f"config.data.source={d.source!r}: only 'synthetic' is available so far")
-  spec = synthetic.SyntheticSpec(
-      height=d.height, width=d.width,
-      num_frames=train_frames if split == 'train' else d.eval_frames,
-      num_videos={'train': d.num_train, 'validation': d.num_validation, 'test': d.num_test}[split],
-      normal_fraction=d.normal_fraction, class_imbalance=d.class_imbalance,
-      window=tuple(d.window), min_event_px=d.min_event_px, seed=config.seed)
-  return synthetic.SyntheticVideos(spec, split)
-
-
-def _weak(example: dict) -> dict:
-  return {'video': example['frames'], 'label': np.int32(example['label'])}
-
-
-def _eval_fields(example: dict) -> dict:
-  return {'video': example['frames'], 'label': np.int32(example['label']),
-          'mask': example['mask'], 'index': np.int32(example['index'])}
+META = ('label', 'index', 'length', 'mask')
 
 
 def _read_options(config) -> grain.ReadOptions:
   return grain.ReadOptions(num_threads=config.data.worker_threads, prefetch_buffer_size=4)
 
 
-def train_iterator(config, source, global_videos: int, seed: int) -> grain.DatasetIterator:
-  """Endless, reshuffled-every-epoch iterator of this process's training batches (checkpointable),
-  augmented per video by `data.augment` (vad_jax.data.views; deterministic per position)."""
-  per_process, rest = divmod(global_videos, jax.process_count())
+def _select(fields):
+  def select(example: dict) -> dict:
+    missing = [f for f in fields if f not in example]
+    if missing:
+      raise KeyError(f'the data source gives {sorted(example)}; the system needs {missing}')
+    return {f: np.int32(example[f]) if f == 'label' else example[f] for f in fields}
+  return select
+
+
+def _train_random_map(config, source):
+  """Source-specific training randomness (clip sampling), then the configured video views."""
+  augment = views.parse(config.data.get('augment', ''), 'data.augment')
+  names = tuple(v[0] for v in augment)
+  augment_fn = views.random_augment(names) if names else None
+
+  def transform(example: dict, rng: np.random.Generator) -> dict:
+    example = source.train_transform(example, rng)
+    return augment_fn(example, rng) if augment_fn else example
+  return transform
+
+
+def train_iterator(config, source, fields, global_batch: int, seed: int) -> grain.DatasetIterator:
+  """Endless, reshuffled-every-epoch iterator of this process's training batches of `fields`
+  (checkpointable); per-example randomness is deterministic per position."""
+  per_process, rest = divmod(global_batch, jax.process_count())
   if rest:
-    raise ValueError(f'{global_videos} videos a step do not split over {jax.process_count()} hosts')
+    raise ValueError(f'{global_batch} examples a step do not split over {jax.process_count()} hosts')
+  if config.data.get('augment') and source.sequence_field != 'video':
+    raise ValueError(f'data.augment={config.data.augment!r} transforms videos; this source gives '
+                     f"{source.sequence_field!r}: set data.augment=''")
   ds = grain.MapDataset.source(source)[jax.process_index()::jax.process_count()]
-  ds = ds.shuffle(seed=seed).repeat().map(_weak)
-  augment = views.parse(config.data.augment, 'data.augment')
-  if augment:
-    ds = ds.random_map(views.random_augment(tuple(v[0] for v in augment)), seed=seed + 1)
+  ds = ds.shuffle(seed=seed).repeat()
+  ds = ds.random_map(_train_random_map(config, source), seed=seed + 1).map(_select(fields))
   ds = ds.batch(per_process, drop_remainder=True)
   return iter(ds.to_iter_dataset(_read_options(config)))
 
 
-def eval_batches(config, source, global_videos: int) -> Iterator[dict]:
-  """One pass over `source` in global batches of `global_videos`, this process's rows of each.
+def element_spec(config, source, fields) -> dict:
+  """{field: jax.ShapeDtypeStruct} of one training example as the train step sees it (read off
+  example 0 after the training transform)."""
+  example = _select(fields)(_train_random_map(config, source)(source[0],
+                                                              np.random.default_rng(0)))
+  return {k: jax.ShapeDtypeStruct(np.shape(v), np.asarray(v).dtype) for k, v in example.items()}
 
-  Every host takes part in every batch: rows past the end repeat the last video with 'index' = -1
-  (drop them after gathering).
+
+def batch_spec(spec: dict, batch: int) -> dict:
+  return {k: jax.ShapeDtypeStruct((batch, *s.shape), s.dtype) for k, s in spec.items()}
+
+
+def eval_pad_length(source) -> int:
+  """Sequence length every evaluation example is padded to: that of the longest one."""
+  longest = int(np.argmax(source.lengths()))
+  return len(source.eval_transform(source[longest])[source.sequence_field])
+
+
+def _pad(a: np.ndarray, n: int) -> np.ndarray:
+  """Pads the first axis to n by repeating the last entry (keeps per-video statistics sane)."""
+  if len(a) == n:
+    return a
+  return np.concatenate([a, np.repeat(a[-1:], n - len(a), axis=0)])
+
+
+def eval_batches(config, source, fields, global_batch: int) -> Iterator[dict]:
+  """One pass over `source` in global batches, this process's rows of each: `fields` + META.
+
+  Sequences are padded to `eval_pad_length(source)` ('length' keeps the true one, 'mask' is
+  padded with 0). Every host takes part in every batch: rows past the end repeat the last
+  example with 'index' = -1 (drop them after gathering).
   """
-  per_process = global_videos // jax.process_count()
-  num_batches = -(-len(source) // global_videos)
+  per_process = global_batch // jax.process_count()
+  num_batches = -(-len(source) // global_batch)
   first = jax.process_index() * per_process
+  seq, pad_to = source.sequence_field, eval_pad_length(source)
 
   def fetch(position: int) -> dict:
     b, row = divmod(position, per_process)
-    index = b * global_videos + first + row
-    example = _eval_fields(source[min(index, len(source) - 1)])
-    if index >= len(source):
-      example['index'] = np.int32(-1)
-    return example
+    index = b * global_batch + first + row
+    example = source.eval_transform(source[min(index, len(source) - 1)])
+    out = {f: example[f] for f in fields}
+    length = len(example[seq])
+    if seq in out:
+      out[seq] = _pad(out[seq], pad_to)
+    out['label'] = np.int32(example['label'])
+    out['index'] = np.int32(example['index'] if index < len(source) else -1)
+    out['length'] = np.int32(length)
+    if 'mask' in example:
+      out['mask'] = np.pad(example['mask'], (0, pad_to - len(example['mask'])))
+    return out
 
   ds = grain.MapDataset.range(num_batches * per_process).map(fetch).batch(per_process)
   yield from ds.to_iter_dataset(_read_options(config))

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from vad_jax.data.classes import CLASS_NAMES, MOTION_ONLY_CLASSES
+from vad_jax.classes import CLASS_NAMES, MOTION_ONLY_CLASSES
 from vad_jax.data.synthetic import SyntheticSpec, SyntheticVideos
 
 

@@ -16,7 +16,7 @@ import dataclasses
 import numpy as np
 
 from vad_jax.data import events as ev
-from vad_jax.data.classes import CLASS_NAMES, NUM_CLASSES, NORMAL
+from vad_jax.classes import CLASS_NAMES, NUM_CLASSES, NORMAL
 from vad_jax.data.scene import (BAG_COLORS, CAR_COLORS, F32, PANTS, SHIRTS, SKINS, Canvas, Car,
                                 Person, World, draw_bag, draw_car, draw_person, make_scene, reflect)
 

@@ -7,24 +7,24 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from vad_jax.data.classes import CLASS_NAMES, NORMAL  # noqa: E402
 from vad_jax.evaluate.scoring import SplitScores  # noqa: E402
 
 
-def pick_videos(scores: SplitScores, num: int) -> list[int]:
+def pick_videos(scores: SplitScores, num: int, normal: int = 0) -> list[int]:
   """Up to `num` videos: anomalous ones of distinct classes first, then normal ones."""
   chosen, seen = [], set()
   for v, c in enumerate(scores.video_label):
-    if c != NORMAL and c not in seen and len(chosen) < num - 1:
+    if c != normal and c not in seen and len(chosen) < num - 1:
       chosen.append(v)
       seen.add(c)
-  normals = [v for v, c in enumerate(scores.video_label) if c == NORMAL]
+  normals = [v for v, c in enumerate(scores.video_label) if c == normal]
   return chosen + normals[:max(num - len(chosen), 0)]
 
 
-def plot_scores(scores: SplitScores, path: str, num: int = 6) -> None:
+def plot_scores(scores: SplitScores, path: str, class_names, num: int = 6,
+                normal: int = 0) -> None:
   """One panel a video: the per-frame anomaly score, the annotated window shaded."""
-  videos = pick_videos(scores, num)
+  videos = pick_videos(scores, num, normal)
   cols = 2
   rows = -(-len(videos) // cols)
   fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 2.2 * rows), squeeze=False)
@@ -34,7 +34,7 @@ def plot_scores(scores: SplitScores, path: str, num: int = 6) -> None:
     ax.fill_between(t, 0, m, step='mid', color='tab:red', alpha=0.2, label='anomaly (truth)')
     ax.plot(t, s, color='tab:blue', lw=1.5, label='score')
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title(f'video {scores.video_index[v]}: {CLASS_NAMES[scores.video_label[v]]}', fontsize=9)
+    ax.set_title(f'video {scores.video_index[v]}: {class_names[scores.video_label[v]]}', fontsize=9)
     ax.set_xlabel('frame', fontsize=8)
   for ax in list(axes.flat)[len(videos):]:
     ax.axis('off')
@@ -42,15 +42,16 @@ def plot_scores(scores: SplitScores, path: str, num: int = 6) -> None:
   _save(fig, path)
 
 
-def plot_confusion(cm: np.ndarray, path: str, title: str = 'clip confusion matrix') -> None:
+def plot_confusion(cm: np.ndarray, path: str, class_names, title: str = 'confusion matrix') -> None:
   """Row-normalised confusion matrix with counts in the cells."""
   cm = np.asarray(cm)
   norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-  fig, ax = plt.subplots(figsize=(8, 7))
+  size = min(8, 2.5 + 0.4 * len(cm))
+  fig, ax = plt.subplots(figsize=(size, size * 0.9))
   ax.imshow(norm, cmap='Blues', vmin=0, vmax=1)
   n = len(cm)
-  ax.set_xticks(range(n), CLASS_NAMES[:n], rotation=60, ha='right', fontsize=8)
-  ax.set_yticks(range(n), CLASS_NAMES[:n], fontsize=8)
+  ax.set_xticks(range(n), class_names[:n], rotation=60, ha='right', fontsize=8)
+  ax.set_yticks(range(n), class_names[:n], fontsize=8)
   for i in range(n):
     for j in range(n):
       if cm[i, j]:

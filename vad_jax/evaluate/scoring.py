@@ -11,9 +11,6 @@ import dataclasses
 import os
 
 import numpy as np
-from jax.experimental import multihost_utils
-
-from vad_jax.train import mesh as mesh_lib
 
 
 @dataclasses.dataclass
@@ -22,7 +19,8 @@ class SplitScores:
 
   frame_scores / frame_labels: concatenated over videos, [sum_v N_v]; video v is
   frames[offsets[v]:offsets[v+1]]. clip_scores [V, K], clip_logits [V, K, C]; clip k covers
-  frames k * clip_stride .. k * clip_stride + clip_len - 1.
+  frames k * clip_stride .. k * clip_stride + clip_len - 1; video v has num_clips[v] clips (its
+  entries past them are NaN: videos may differ in length).
   """
   video_index: np.ndarray
   video_label: np.ndarray
@@ -31,6 +29,7 @@ class SplitScores:
   frame_labels: np.ndarray
   clip_scores: np.ndarray
   clip_logits: np.ndarray
+  num_clips: np.ndarray
   clip_len: int
   clip_stride: int
 
@@ -65,26 +64,31 @@ def frame_scores(clip_scores: np.ndarray, num_frames: int, clip_len: int,
   return np.where(count > 0, total / np.maximum(count, 1), clip_scores[-1])
 
 
-def score_split(predict, state, batches, mesh, clip_len: int, stride: int) -> SplitScores:
-  """Runs `predict` (vad_jax.train.step.make_predict_step) over `batches` (eval_batches)."""
-  rows = []
-  for batch in batches:
-    video = mesh_lib.to_global({'video': batch['video']}, mesh)['video']
-    out = multihost_utils.process_allgather(predict(state, video), tiled=True)
-    meta = multihost_utils.process_allgather(
-        {k: batch[k] for k in ('index', 'label', 'mask')}, tiled=True)
-    for i in np.flatnonzero(meta['index'] >= 0):
-      rows.append((int(meta['index'][i]), int(meta['label'][i]), np.asarray(meta['mask'][i]),
-                   np.asarray(out['score'][i]), np.asarray(out['logits'][i])))
-  rows.sort(key=lambda r: r[0])
-  lengths = [len(r[2]) for r in rows]
+def from_rows(rows: dict, clip_len: int, stride: int) -> SplitScores:
+  """SplitScores from gathered evaluation rows (vad_jax.evaluate.runner.predict_split) of a
+  system whose `predict` gives 'score' [B, K] and 'logits' [B, K, C] for clips of `clip_len`
+  frames every `stride` frames. Videos may differ in length ('length'; sequences were padded):
+  only the clips that end inside a video count, K_v = (length_v - clip_len) // stride + 1."""
+  lengths = rows['length'].astype(np.int64)
+  if lengths.min() < clip_len:
+    v = int(rows['index'][np.argmin(lengths)])
+    raise ValueError(f'video {v} has {lengths.min()} frames, fewer than one clip ({clip_len})')
+  num_clips = (lengths - clip_len) // stride + 1
+  score, logits = rows['out/score'], rows['out/logits']
+  if num_clips.max() > score.shape[1]:
+    raise ValueError(f'predict gave {score.shape[1]} clips for a video of {lengths.max()} frames '
+                     f'({num_clips.max()} clips of {clip_len} every {stride})')
+  valid = np.arange(score.shape[1]) < num_clips[:, None]                 # [V, K]
+  clip_scores = np.where(valid, score, np.nan)
+  clip_logits = np.where(valid[..., None], logits, np.nan)
   return SplitScores(
-      video_index=np.array([r[0] for r in rows], np.int32),
-      video_label=np.array([r[1] for r in rows], np.int32),
+      video_index=rows['index'].astype(np.int32),
+      video_label=rows['label'].astype(np.int32),
       offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-      frame_scores=np.concatenate([frame_scores(r[3], n, clip_len, stride)
-                                   for r, n in zip(rows, lengths)]),
-      frame_labels=np.concatenate([r[2] for r in rows]).astype(np.uint8),
-      clip_scores=np.stack([r[3] for r in rows]),
-      clip_logits=np.stack([r[4] for r in rows]),
+      frame_scores=np.concatenate([frame_scores(c[:k], n, clip_len, stride)
+                                   for c, k, n in zip(clip_scores, num_clips, lengths)]),
+      frame_labels=np.concatenate([m[:n] for m, n in zip(rows['mask'], lengths)]).astype(np.uint8),
+      clip_scores=clip_scores[:, :num_clips.max()],
+      clip_logits=clip_logits[:, :num_clips.max()],
+      num_clips=num_clips,
       clip_len=int(clip_len), clip_stride=int(stride))

@@ -20,19 +20,27 @@ def parse(spec: str) -> tuple[tuple[str, ...], ...]:
 
 
 def average(stacked: dict[str, jnp.ndarray]) -> dict[str, jnp.ndarray]:
-  """{'score' [V, B, K], 'logits' [V, B, K, C]} over V views -> mean: scores averaged, logits
-  replaced by the log of the mean class probabilities."""
-  probs = jnp.mean(jax.nn.softmax(stacked['logits'], axis=-1), axis=0)
-  return {'score': jnp.mean(stacked['score'], axis=0), 'logits': jnp.log(probs)}
+  """Outputs over V views (leading axis) -> their mean: 'logits' [V, ..., C] replaced by the log
+  of the mean class probabilities, every other output (e.g. 'score') averaged."""
+  out = {k: jnp.mean(v, axis=0) for k, v in stacked.items() if k != 'logits'}
+  if 'logits' in stacked:
+    out['logits'] = jnp.log(jnp.mean(jax.nn.softmax(stacked['logits'], axis=-1), axis=0))
+  return out
 
 
-def with_views(predict: Callable, views: tuple[tuple[str, ...], ...]) -> Callable:
-  """predict(variables, video) -> the same, averaged over the video and its `views`."""
+def with_views(predict: Callable, views: tuple[tuple[str, ...], ...],
+               field: str = 'video') -> Callable:
+  """predict(variables, batch) -> the same, averaged over batch[field] and its `views` (the
+  other fields are shared by every view)."""
   if not views:
     return predict
 
-  def predict_tta(variables, video):
-    stacked = jnp.stack([video] + [views_lib.apply(video, v) for v in views])   # [V, B, ...]
-    return average(jax.vmap(predict, in_axes=(None, 0))(variables, stacked))
+  def predict_tta(variables, batch):
+    if field not in batch:
+      raise ValueError(f'eval_tta transforms {field!r}; the batch has {sorted(batch)}')
+    x = batch[field]
+    stacked = jnp.stack([x] + [views_lib.apply(x, v) for v in views])   # [V, B, ...]
+    run = lambda xv: predict(variables, dict(batch, **{field: xv}))
+    return average(jax.vmap(run)(stacked))
 
   return predict_tta

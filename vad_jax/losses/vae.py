@@ -8,12 +8,6 @@ import jax
 import jax.numpy as jnp
 
 
-def reparameterize(rng: jax.Array, mu: jnp.ndarray, logvar: jnp.ndarray) -> jnp.ndarray:
-  """Sample z = mu + exp(0.5 * logvar) * eps, eps ~ N(0, I). Shapes [N, D] -> [N, D]."""
-  eps = jax.random.normal(rng, jnp.shape(mu), jnp.result_type(mu))
-  return mu + jnp.exp(0.5 * logvar) * eps
-
-
 def _wmean(x: jnp.ndarray, weights: Optional[jnp.ndarray]) -> jnp.ndarray:
   if weights is None:
     return jnp.mean(x)

@@ -98,11 +98,12 @@ def trainable_mask(params, frozen_stages: int):
 
     Use with ``optax.masked`` so frozen parameters get no weight decay / updates.
     """
-    frozen = _frozen_names(frozen_stages)
+    frozen = frozen_names(frozen_stages)
     return {k: jax.tree_util.tree_map(lambda _: k not in frozen, v) for k, v in params.items()}
 
 
-def _frozen_names(frozen_stages: int) -> set[str]:
+def frozen_names(frozen_stages: int) -> set[str]:
+    """Top-level trunk modules frozen by `frozen_stages`: the stem and stage0..N-1."""
     if frozen_stages <= 0:
         return set()
     return {"stem"} | {f"stage{i}" for i in range(frozen_stages)}
@@ -218,7 +219,7 @@ class EfficientNet(nn.Module):
         x = x.astype(self.dtype)
         common = dict(bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
                       dtype=self.dtype, param_dtype=self.param_dtype)
-        frozen = _frozen_names(self.frozen_stages)
+        frozen = frozen_names(self.frozen_stages)
         rf = lambda f: round_filters(f, self.width_mult)
 
         def run_bn(name):  # frozen parts always use running averages

@@ -3,11 +3,16 @@
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
-from vad_jax.losses.vae import reparameterize
-
 Dtype = Any
+
+
+def reparameterize(rng: jax.Array, mu: jnp.ndarray, logvar: jnp.ndarray) -> jnp.ndarray:
+  """Sample z = mu + exp(0.5 * logvar) * eps, eps ~ N(0, I). Shapes [N, D] -> [N, D]."""
+  eps = jax.random.normal(rng, jnp.shape(mu), jnp.result_type(mu))
+  return mu + jnp.exp(0.5 * logvar) * eps
 
 
 class MLPHead(nn.Module):

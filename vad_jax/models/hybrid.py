@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vad_jax.data.classes import NORMAL
+from vad_jax.classes import NORMAL
 from vad_jax.models.efficientnet import EfficientNet
 from vad_jax.models.heads import MLPHead, VAEHead
 from vad_jax.models.inputs import trunk_inputs
@@ -146,8 +146,9 @@ def _standardize(x: jnp.ndarray, eps: float = 1e-5) -> jnp.ndarray:
   return (x - mean) * jax.lax.rsqrt(x.var(-1, keepdims=True) + eps)
 
 
-def from_config(cfg, dtype, param_dtype) -> HybridDetector:
-  """Build from `config.model` + `config.data` (see configs/hybrid.py)."""
+def from_config(cfg, dtype, param_dtype, frozen_stages: int | None = None) -> HybridDetector:
+  """Build from `config.model` + `config.data` (see configs/hybrid.py); `frozen_stages`
+  overrides `model.trunk.frozen_stages`."""
   m, tr = cfg.model, cfg.model.trunk
   return HybridDetector(
       clip_len=cfg.data.clip_len, num_classes=m.num_classes, horizon=m.horizon,
@@ -155,7 +156,7 @@ def from_config(cfg, dtype, param_dtype) -> HybridDetector:
       depthwise_impl=tr.depthwise_impl, drop_connect_rate=tr.drop_connect_rate,
       bn_momentum=tr.bn_momentum,
       input=m.input,
-      frozen_stages=tr.frozen_stages, lstm_hidden=m.lstm_hidden, lstm_layers=m.lstm_layers,
+      frozen_stages=tr.frozen_stages if frozen_stages is None else frozen_stages, lstm_hidden=m.lstm_hidden, lstm_layers=m.lstm_layers,
       lstm_dropout=m.lstm_dropout, num_heads=m.num_heads, ff_dim=m.ff_dim,
       transformer_layers=m.transformer_layers, transformer_dropout=m.transformer_dropout,
       head_hidden=m.head_hidden, head_dropout=m.head_dropout, reg_dim=m.reg_dim,

@@ -22,7 +22,7 @@ def count(tree) -> int:
 def param_rows(config) -> list[tuple[str, int]]:
   """[(top-level module, #params)] + ('total', n) + ('BatchNorm running stats', n)."""
   from vad_jax import systems
-  from vad_jax.data.classes import NUM_CLASSES
+  from vad_jax.classes import NUM_CLASSES
   cls = systems.get(config.system)
   system = cls.from_config(config, np.ones(NUM_CLASSES))
   shape = (1, cls.train_frames(config), config.data.height, config.data.width, 3)

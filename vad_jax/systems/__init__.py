@@ -1,23 +1,20 @@
-"""Systems: a model plus its losses and its anomaly score, the unit the shared trainer runs.
+"""Systems by name (`config.system`): a model plus its losses and outputs, the unit the one
+trainer runs. The contract is `vad_jax.systems.base.System`; a new system is its model, its
+system file registered here, and its config."""
 
-A system class provides
-  from_config(config, class_counts) -> system
-  train_frames(config) -> int  frames of one training video (the data layer renders this many)
-and a system
-  model                        the Flax module
-  init(rng, video) -> variables
-  loss(params, batch_stats, batch, rng) -> (loss, (metrics, new_batch_stats))
-  predict(variables, video) -> {'score': [B, K], 'logits': [B, K, C]}
-Configs name their system with `config.system`.
-"""
+import importlib
 
-from vad_jax.systems import hybrid
+from vad_jax.systems.base import System
 
-_SYSTEMS = {'hybrid': hybrid.HybridSystem}
+_SYSTEMS = {
+    'hybrid': 'vad_jax.systems.hybrid:HybridSystem',        # seed 000
+    'violence': 'vad_jax.systems.violence:ViolenceSystem',  # seed 003
+}
 
 
-def get(name: str):
-  """The system class registered as `name`."""
+def get(name: str) -> type[System]:
+  """The system class registered as `name` (its module is imported on first use)."""
   if name not in _SYSTEMS:
-    raise ValueError(f'unknown system {name!r}; known: {sorted(_SYSTEMS)}')
-  return _SYSTEMS[name]
+    raise ValueError(f'config.system={name!r}: unknown system; known: {sorted(_SYSTEMS)}')
+  module, cls = _SYSTEMS[name].split(':')
+  return getattr(importlib.import_module(module), cls)

@@ -13,23 +13,30 @@ labels). Every video is a MIL bag of K clips.
 """
 
 import dataclasses
-from typing import Any
+import os
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
-from vad_jax.data.classes import NORMAL
+from vad_jax.classes import CLASS_NAMES, NORMAL
 from vad_jax.losses.focal import class_alpha_from_counts, softmax_focal_loss
 from vad_jax.losses.mil import mil_ranking_loss
 from vad_jax.losses.regression import smooth_l1
 from vad_jax.losses.vae import vae_loss
-from vad_jax.models import hybrid as hybrid_model
+from vad_jax.models import efficientnet, hybrid as hybrid_model, inputs
 from vad_jax.models.precision import dtype_policy
+from vad_jax.systems.base import System
 
 
 @dataclasses.dataclass(frozen=True)
-class HybridSystem:
+class HybridSystem(System):
+  task: ClassVar[str] = 'anomaly'
+  train_fields: ClassVar[tuple[str, ...]] = ('video', 'label')
+  predict_fields: ClassVar[tuple[str, ...]] = ('video',)
+
   model: hybrid_model.HybridDetector
   alpha: tuple[float, ...]          # focal per-class weights from training class frequencies
   eval_stride: int | None = None    # frames between clip starts when scoring (None: clip_len)
@@ -43,32 +50,96 @@ class HybridSystem:
   lambda_smooth: float = 8e-5
   lambda_sparse: float = 8e-5
   vae_beta: float = 0.01
+  weights: str = ''                 # Keras EfficientNet file the trunk starts from ('' = none)
+  eval_tta: str = ''
 
   @classmethod
-  def from_config(cls, config, class_counts) -> 'HybridSystem':
+  def check_config(cls, config) -> None:
+    d, m = config.data, config.model
+    if m.get('input', 'rgb') not in inputs.CHANNELS:
+      raise ValueError(f'model.input={m.input!r} must be one of {sorted(inputs.CHANNELS)}')
+    if m.trunk.get('weights') and m.get('input', 'rgb') != 'rgb':
+      raise ValueError(f'model.trunk.weights (ImageNet RGB weights) need model.input=rgb, '
+                       f'not {m.input!r}')
+    if m.trunk.get('weights') and m.trunk.padding != 'same':
+      raise ValueError("Keras EfficientNet weights need model.trunk.padding='same' "
+                       f'(got {m.trunk.padding!r})')
+    if d.get('min_event_px', 0.0) < 0:
+      raise ValueError(f'data.min_event_px={d.min_event_px} must be >= 0 (0: no size floor)')
+    if not 0 < d.eval_stride <= d.clip_len:
+      raise ValueError(f'data.eval_stride={d.eval_stride} must be in [1, data.clip_len={d.clip_len}]')
+    if config.batch_size % d.clips_per_video:
+      raise ValueError(f'batch_size={config.batch_size} clips is not a multiple of '
+                       f'data.clips_per_video={d.clips_per_video}')
+
+  @classmethod
+  def data_request(cls, config) -> dict:
+    return {'train_frames': cls.train_frames(config)}
+
+  @classmethod
+  def examples_per_step(cls, config) -> int:
+    """batch_size counts clips; a training example is a video of clips_per_video clips."""
+    return config.batch_size // config.data.clips_per_video
+
+  @classmethod
+  def from_config(cls, config, info) -> 'HybridSystem':
+    if tuple(info.class_names) != CLASS_NAMES[:len(info.class_names)] or \
+        len(info.class_names) != config.model.num_classes:
+      raise ValueError(f'the hybrid needs the {config.model.num_classes} UCF-Crime classes '
+                       f'(Normal first); the data gives {list(info.class_names)}')
+    if 'video' not in info.element_spec:
+      raise ValueError(f"the hybrid reads 'video'; the data source {config.data.source!r} gives "
+                       f'{sorted(info.element_spec)}')
     dtype, param_dtype = dtype_policy(config.model)
     l = config.loss
-    alpha = np.asarray(class_alpha_from_counts(jnp.asarray(class_counts, jnp.float32)))
-    return cls(model=hybrid_model.from_config(config, dtype, param_dtype),
+    alpha = np.asarray(class_alpha_from_counts(jnp.asarray(info.class_counts, jnp.float32)))
+    tr = config.model.trunk
+    frozen = tr.frozen_stages
+    if frozen and not tr.weights:
+      logging.warning('model.trunk.frozen_stages=%d ignored: no model.trunk.weights file, and '
+                      'freezing randomly initialised stages would only cripple the trunk', frozen)
+      frozen = 0
+    return cls(model=hybrid_model.from_config(config, dtype, param_dtype, frozen_stages=frozen),
                alpha=tuple(float(a) for a in alpha), eval_stride=config.data.eval_stride,
                w_reg=l.w_reg, w_focal=l.w_focal,
                w_mil=l.w_mil, w_vae=l.w_vae, beta=l.smooth_l1_beta, gamma=l.focal_gamma,
                margin=l.mil_margin, lambda_smooth=l.mil_lambda_smooth,
-               lambda_sparse=l.mil_lambda_sparse, vae_beta=l.vae_beta)
+               lambda_sparse=l.mil_lambda_sparse, vae_beta=l.vae_beta, weights=tr.weights,
+               eval_tta=config.get('eval_tta', ''))
 
   @staticmethod
   def train_frames(config) -> int:
     """K clips of T frames plus `horizon` frames so the last clip has a regression target."""
     return config.data.clips_per_video * config.data.clip_len + config.model.horizon
 
-  def init(self, rng: jax.Array, video: jnp.ndarray) -> dict[str, Any]:
+  def init(self, rng: jax.Array, spec: dict) -> dict[str, Any]:
+    video = jnp.zeros(spec['video'].shape, spec['video'].dtype)
     return self.model.init({'params': rng}, video, train=False)
 
-  def loss(self, params, batch_stats, batch: dict[str, jnp.ndarray], rng: jax.Array):
-    """batch: 'video' uint8 [B, N, H, W, 3], 'label' int32 [B]. -> (loss, (metrics, batch_stats))."""
+  def frozen_params(self) -> tuple[str, ...]:
+    """The trunk's frozen stages (only when it starts from a weights file)."""
+    names = sorted(efficientnet.frozen_names(self.model.frozen_stages))
+    return (f'^trunk/({"|".join(names)})/',) if names else ()
+
+  def prepare(self, variables, batches):
+    """Starts the trunk from `model.trunk.weights` (a Keras EfficientNet file) when given."""
+    del batches
+    if not self.weights:
+      return variables
+    params, stats = load_trunk(self.weights, self.model, variables['params'],
+                               variables['batch_stats'])
+    logging.info('trunk initialised from %s', self.weights)
+    return dict(variables, params=params, batch_stats=stats)
+
+  def definitions(self) -> dict:
+    return {'score_definition': '1 - p(Normal) of the 14-class head per clip'}
+
+  def loss(self, variables, batch: dict[str, jnp.ndarray], rng: jax.Array):
+    """batch: 'video' uint8 [B, N, H, W, 3], 'label' int32 [B].
+    -> (loss, (metrics, {'batch_stats': new statistics}))."""
     drop_rng, vae_rng = jax.random.split(rng)
     out, mutated = self.model.apply(
-        {'params': params, 'batch_stats': batch_stats}, batch['video'], train=True,
+        variables, batch['video'], train=True,
         rngs={'dropout': drop_rng, 'vae': vae_rng}, mutable=['batch_stats'])
     label = batch['label']
     b, k = out['score'].shape
@@ -96,12 +167,12 @@ class HybridSystem:
     metrics = {'loss': total, 'reg': l_reg, 'focal': l_focal, 'mil': l_mil, 'vae': l_vae,
                'vae_recon': l_recon, 'vae_kl': l_kl,
                'score_gap': _bag_max_gap(out['score'], anomalous)}
-    return total, (metrics, mutated['batch_stats'])
+    return total, (metrics, {'batch_stats': mutated['batch_stats']})
 
-  def predict(self, variables, video: jnp.ndarray) -> dict[str, jnp.ndarray]:
-    """Inference on overlapping clips, `eval_stride` frames apart: video [B, N, H, W, 3] ->
+  def predict(self, variables, batch: dict) -> dict[str, jnp.ndarray]:
+    """Inference on overlapping clips, `eval_stride` frames apart: 'video' [B, N, H, W, 3] ->
     'score' [B, K] (clip anomaly score), 'logits' [B, K, C], K = (N - T) // stride + 1."""
-    out = self.model.apply(variables, video, train=False, stride=self.eval_stride)
+    out = self.model.apply(variables, batch['video'], train=False, stride=self.eval_stride)
     return {'score': out['score'], 'logits': out['logits']}
 
 
@@ -110,3 +181,23 @@ def _bag_max_gap(score: jnp.ndarray, anomalous: jnp.ndarray) -> jnp.ndarray:
   top = score.max(axis=1)
   mean = lambda m: jnp.sum(top * m) / jnp.maximum(jnp.sum(m), 1.0)
   return mean(anomalous.astype(jnp.float32)) - mean((~anomalous).astype(jnp.float32))
+
+
+def load_trunk(path: str, model, params: dict, batch_stats: dict) -> tuple[dict, dict]:
+  """(params, batch_stats) with 'trunk' replaced by the converted Keras weights in `path`.
+
+  Raises FileNotFoundError / ValueError (nothing is changed) when the file is missing or its
+  shapes do not match the configured trunk.
+  """
+  from vad_jax.convert.keras import efficientnet_from_keras
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'config.model.trunk.weights: no such file {path!r}')
+  new = efficientnet_from_keras(path, width_mult=model.width_mult, depth_mult=model.depth_mult)
+  for name, ours, theirs in (('params', params['trunk'], new['params']),
+                             ('batch_stats', batch_stats['trunk'], new['batch_stats'])):
+    if jax.tree.map(np.shape, ours) != jax.tree.map(np.shape, theirs):
+      raise ValueError(f'{path}: trunk {name} do not match the configured trunk '
+                       f'(width_mult={model.width_mult}, depth_mult={model.depth_mult})')
+  cast = lambda ref, x: np.asarray(x, dtype=ref.dtype)
+  return (dict(params, trunk=jax.tree.map(cast, params['trunk'], new['params'])),
+          dict(batch_stats, trunk=jax.tree.map(cast, batch_stats['trunk'], new['batch_stats'])))

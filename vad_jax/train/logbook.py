@@ -33,6 +33,10 @@ class Logbook:
     logging.info('step %d/%d  %s  lr=%.2e  %.2f steps/s  ETA %s', step, self.total_steps, parts,
                  float(metrics.get('lr', 0.0)), rate, _hms(eta))
 
+  def text(self, step: int, tag: str, text: str) -> None:
+    if self.writer is not None:
+      self.writer.add_text(tag, text, step)
+
   def flush(self) -> None:
     if self.writer is not None:
       self.writer.flush()

@@ -1,9 +1,14 @@
 """train_and_evaluate: the one training loop every system shares.
 
-mesh -> data -> system -> state (resumed if the workdir has a checkpoint) -> jitted steps, with
-periodic logs, validation (best checkpoint on the validation frame AUC) and checkpoints -> the
-test split scored once, with the best checkpoint: metrics.json, per-frame scores, plots.
+mesh -> data sources (by name) -> system (by name, built from what the data reports) -> state
+(resumed if the workdir has a checkpoint, else the system's `prepare`) -> jitted steps, with
+periodic logs, validation by the configured evaluators (best checkpoint on
+`config.best_metric`), monitors and checkpoints -> the test split scored once, with the best
+checkpoint: metrics.json plus each evaluator's files. This module names no system, model,
+dataset or metric.
 """
+
+from __future__ import annotations
 
 import json
 import os
@@ -14,16 +19,15 @@ import numpy as np
 from absl import logging
 from clu import parameter_overview
 
+from vad_jax import mesh as mesh_lib
 from vad_jax import systems
-from vad_jax.data import pipeline, views
-from vad_jax.data.classes import NUM_CLASSES
-from vad_jax.evaluate import plots, report, scoring, tta
-from vad_jax.models import inputs
-from vad_jax.train import checkpoint, logbook, pretrained, step as step_lib
-from vad_jax.train import mesh as mesh_lib
-from vad_jax.train.state import learning_rate
-
-BEST_METRIC = 'frame_auc'
+from vad_jax.data import pipeline, sources, views
+from vad_jax.data.source import DataInfo
+from vad_jax.evaluate import evaluators as evaluators_lib
+from vad_jax.evaluate import runner, tta
+from vad_jax.train import checkpoint, logbook, optim
+from vad_jax.train import monitors as monitors_lib
+from vad_jax.train import step as step_lib
 
 
 class AcceleratorRequired(RuntimeError):
@@ -33,100 +37,186 @@ class AcceleratorRequired(RuntimeError):
 def check_accelerator(config) -> None:
   """Refuses, before anything is compiled, to run an accelerator-sized config on a CPU."""
   if config.get('requires_accelerator', False) and jax.default_backend() == 'cpu':
+    name = config.get('name', config.system)
     raise AcceleratorRequired(
-        f'this config ({config.get("variant", "?")}: {config.data.height}x{config.data.width}, '
-        f'{config.data.clip_len}-frame clips, {config.batch_size} clips a step) is sized for a '
-        'GPU/TPU, and JAX sees only a CPU here: one step would take minutes. For a CPU run use '
-        '--config=configs/hybrid.py:local; to run this size anyway pass '
+        f'this config (configs/{name}.py, variant {config.get("variant", "?")}) is sized for a '
+        f'GPU/TPU, and JAX sees only a CPU here: one step would take minutes. For a CPU run use '
+        f'--config=configs/{name}.py:local; to run this size anyway pass '
         '--config.requires_accelerator=False.')
 
 
 def check_config(config) -> None:
-  """Value checks that need no devices; raises ValueError naming the offending keys."""
-  d, m = config.data, config.model
-  if m.get('input', 'rgb') not in inputs.CHANNELS:
-    raise ValueError(f'model.input={m.input!r} must be one of {sorted(inputs.CHANNELS)}')
-  if m.get('trunk') and m.trunk.get('weights') and m.get('input', 'rgb') != 'rgb':
-    raise ValueError(f'model.trunk.weights (ImageNet RGB weights) need model.input=rgb, '
-                     f'not {m.input!r}')
+  """Value checks that need no devices or data; raises ValueError naming the offending keys."""
+  system_cls = systems.get(config.system)
   tta.parse(config.get('eval_tta', ''))
-  views.parse(d.get('augment', ''), 'data.augment')
-  if d.get('min_event_px', 0.0) < 0:
-    raise ValueError(f'data.min_event_px={d.min_event_px} must be >= 0 (0: no size floor)')
-  if not 0 < d.eval_stride <= d.clip_len:
-    raise ValueError(f'data.eval_stride={d.eval_stride} must be in [1, data.clip_len={d.clip_len}]')
-  if config.batch_size % d.clips_per_video:
-    raise ValueError(f'batch_size={config.batch_size} clips is not a multiple of '
-                     f'data.clips_per_video={d.clips_per_video}')
+  views.parse(config.data.get('augment', ''), 'data.augment')
+  optim.check(config.optim)
+  if config.best_mode not in ('max', 'min'):
+    raise ValueError(f"best_mode={config.best_mode!r}; expected 'max' or 'min'")
+  for name in config.evals:
+    if name not in evaluators_lib.EVALUATORS:
+      raise ValueError(f'config.evals.{name}: unknown evaluator; known: '
+                       f'{sorted(evaluators_lib.EVALUATORS)}')
+  monitors_lib.make(config)
+  if config.data.source not in sources.SOURCES:
+    raise ValueError(f'config.data.source={config.data.source!r}; known sources: '
+                     f'{sorted(sources.SOURCES)}')
+  for key in ('num_steps', 'batch_size', 'eval_batch_size', 'log_every', 'eval_every',
+              'checkpoint_every'):
+    if config[key] < 1:
+      raise ValueError(f'{key}={config[key]} must be >= 1')
+  system_cls.check_config(config)
 
 
-def videos_per_step(config, mesh) -> int:
-  videos = config.batch_size // config.data.clips_per_video
-  if videos % mesh_lib.data_parallelism(mesh):
-    raise ValueError(f'{videos} videos a step (batch_size / clips_per_video) do not split over '
-                     f"the mesh's data axis of {mesh_lib.data_parallelism(mesh)} devices")
-  return videos
+def examples_per_step(config, system_cls, mesh) -> int:
+  n = system_cls.examples_per_step(config)
+  if n % mesh_lib.data_parallelism(mesh):
+    raise ValueError(f"{n} examples a step do not split over the mesh's data axis of "
+                     f'{mesh_lib.data_parallelism(mesh)} devices')
+  return n
 
 
-def eval_videos_per_step(config, mesh) -> int:
+def eval_examples_per_step(config, mesh) -> int:
   n = mesh_lib.data_parallelism(mesh)
-  return -(-config.eval_batch_videos // n) * n
+  return -(-config.eval_batch_size // n) * n
 
 
-def evaluate_split(config, system_predict, state, mesh, source) -> scoring.SplitScores:
-  batches = pipeline.eval_batches(config, source, eval_videos_per_step(config, mesh))
-  return scoring.score_split(system_predict, state, batches, mesh, config.data.clip_len,
-                             config.data.eval_stride)
+def evaluate(config, evals: dict, predict, state, mesh, source, fields) -> tuple[dict, dict]:
+  """Every evaluator on one pass of `predict` over `source` -> (results, artifacts by name)."""
+  batches = pipeline.eval_batches(config, source, fields, eval_examples_per_step(config, mesh))
+  rows = runner.predict_split(predict, state, batches, mesh, fields)
+  results, artifacts = {}, {}
+  for name, evaluator in evals.items():
+    res, artifacts[name] = evaluator.evaluate(rows)
+    clash = sorted(set(res) & set(results))
+    if clash:
+      raise ValueError(f'evaluator {name!r} reports {clash}, already reported by another')
+    results.update(res)
+  return results, artifacts
+
+
+def _scalars(results: dict) -> dict:
+  return {k: float(v) for k, v in results.items()
+          if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool)}
+
+
+class _Record:
+  """Monitor decisions and the stop flag: logged, checkpointed, written to metrics.json."""
+
+  def __init__(self, monitors: dict):
+    self.monitors = monitors
+    self.events: list[dict] = []
+    self.stopped: str | None = None
+
+  def to_json(self) -> dict:
+    return {'events': self.events, 'stopped': self.stopped,
+            'monitors': {n: m.state() for n, m in self.monitors.items()}}
+
+  def load(self, saved: dict) -> None:
+    self.events = list(saved.get('events', []))
+    self.stopped = saved.get('stopped')
+    for name, state in saved.get('monitors', {}).items():
+      if name in self.monitors:
+        self.monitors[name].restore(state)
+
+
+def _apply_decisions(step, results, record, state, ckpts, book):
+  """Runs every monitor on the validation `results`; carries out and records their decisions."""
+  levels = {'info': logging.INFO, 'warning': logging.WARNING, 'critical': logging.ERROR}
+  for name, monitor in record.monitors.items():
+    for d in monitor(step, results):
+      logging.log(levels.get(d.level, logging.INFO), 'monitor %s @%d: %s%s', name, step,
+                  '' if d.action == 'log' else f'[{d.action}] ', d.reason)
+      if d.action == 'scale_lr':
+        state = state.replace(opt_state=optim.scale_lr(state.opt_state, d.factor))
+        book.scalars(step, {'lr_multiplier': float(optim.lr_multiplier(state.opt_state))},
+                     'monitor')
+      elif d.action == 'restore_best':
+        if ckpts.best.best_step() is not None:
+          _, best = ckpts.restore_best(state)
+          state = state.replace(params=best.params, model_state=best.model_state, ema=best.ema)
+      elif d.action == 'stop':
+        record.stopped = d.reason
+      event = {'step': int(step), 'monitor': name, 'action': d.action, 'level': d.level,
+               'reason': d.reason}
+      if d.action == 'scale_lr':
+        event['factor'] = d.factor
+      record.events.append(event)
+      book.text(step, f'monitor/{name}', f'[{d.action}] {d.reason}')
+  return state
+
+
+def build(config):
+  """Sources, system and evaluators of `config` -> (system, {split: source}, DataInfo, evals).
+  The system is built from what the training source reports."""
+  system_cls = systems.get(config.system)
+  request = system_cls.data_request(config)
+  srcs = {split: sources.make(config, split, request) for split in sources.SPLITS}
+  spec = pipeline.element_spec(config, srcs['train'], system_cls.train_fields)
+  counts = np.bincount(srcs['train'].labels(), minlength=len(srcs['train'].class_names))
+  info = DataInfo(tuple(srcs['train'].class_names), counts, spec)
+  evals = evaluators_lib.make(config, info.class_names)
+  for split in ('validation', 'test'):
+    for evaluator in evals.values():
+      evaluator.check_split(srcs[split].labels(), split)
+  logging.info('data %r: %d train / %d validation / %d test examples; train class counts %s; '
+               'example %s', config.data.source, len(srcs['train']), len(srcs['validation']),
+               len(srcs['test']), dict(zip(info.class_names, counts.tolist())),
+               {k: (v.shape, str(v.dtype)) for k, v in spec.items()})
+  return system_cls.from_config(config, info), srcs, info, evals
+
+
+def init_state(config, system, info, mesh):
+  """The initial train state (replicated over `mesh`), from the data's element spec."""
+  batch = examples_per_step(config, type(system), mesh)
+  tx_fn = lambda params: optim.make(config.optim, params, system.frozen_params(), config.num_steps)
+  return step_lib.init_state(config, system, mesh, pipeline.batch_spec(info.element_spec, batch),
+                             tx_fn)
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the test metrics."""
   check_accelerator(config)
   check_config(config)
-  os.makedirs(workdir, exist_ok=True)
   mesh = mesh_lib.make_mesh(config.mesh)
   logging.info('JAX %s on %d %s device(s), %d process(es); mesh %s', jax.__version__,
                jax.device_count(), jax.default_backend(), jax.process_count(), dict(mesh.shape))
+
+  system, srcs, info, evals = build(config)
+  os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
     _write_json(os.path.join(workdir, 'config.json'), json.loads(config.to_json_best_effort()))
-
-  system_cls = systems.get(config.system)
-  train_src = pipeline.make_source(config, 'train', system_cls.train_frames(config))
-  val_src = pipeline.make_source(config, 'validation', 0)
-  counts = np.bincount(train_src.labels(), minlength=NUM_CLASSES)
-  _check_split(val_src, 'validation')
-  _check_split(pipeline.make_source(config, 'test', 0), 'test')
-  system = system_cls.from_config(config, counts)
-
-  videos = videos_per_step(config, mesh)
-  video_shape = (videos, system_cls.train_frames(config), config.data.height, config.data.width, 3)
-  state = step_lib.init_state(config, system, mesh, video_shape)
+  batch = examples_per_step(config, type(system), mesh)
+  state = init_state(config, system, info, mesh)
   sizes = {k: parameter_overview.count_parameters(v) for k, v in state.params.items()}
   logging.info('parameters: %s, total %s', ', '.join(f'{k} {n:,}' for k, n in sizes.items()),
                f'{sum(sizes.values()):,}')
 
-  train_iter = pipeline.train_iterator(config, train_src, videos, config.seed)
-  ckpts = checkpoint.Checkpoints(workdir, config.keep_checkpoints, BEST_METRIC)
+  train_iter = pipeline.train_iterator(config, srcs['train'], system.train_fields, batch,
+                                      config.seed)
+  ckpts = checkpoint.Checkpoints(workdir, config.keep_checkpoints, config.best_metric,
+                                 config.best_mode)
+  record = _Record(monitors_lib.make(config))
   if ckpts.latest_step() is not None:
-    state = ckpts.restore(state, train_iter)
+    state, saved = ckpts.restore(state, train_iter)
+    record.load(saved)
     logging.info('resumed from %s at step %d', ckpts.last.directory, int(state.step))
-  elif config.model.trunk.get('weights'):
-    params, stats = pretrained.load_trunk(config, jax.device_get(state.params),
-                                          jax.device_get(state.batch_stats))
-    state = state.replace(**jax.device_put({'params': params, 'batch_stats': stats},
-                                           mesh_lib.replicated(mesh)))
-    logging.info('trunk initialised from %s', config.model.trunk.weights)
+  else:
+    state = _prepare(config, system, state, srcs['train'], mesh)
   start = int(state.step)
   best = ckpts.best_value()
 
-  train_step = step_lib.make_train_step(system, mesh, config.seed, learning_rate(config),
+  train_step = step_lib.make_train_step(system, mesh, config.seed,
+                                        optim.schedule(config.optim, config.num_steps),
                                         config.ema_decay)
-  predict = step_lib.make_predict_step(system, mesh, tta.parse(config.eval_tta))
+  predict = step_lib.make_predict_step(system, mesh, tta.parse(config.get('eval_tta', '')))
   book = logbook.Logbook(workdir, config.num_steps, start)
-  pending, t_start = [], time.perf_counter()
-  for step in range(start, config.num_steps):
-    batch = mesh_lib.to_global(next(train_iter), mesh)
-    state, metrics = train_step(state, batch)
+  pending, t_start, done = [], time.perf_counter(), start
+  if record.stopped:
+    logging.warning('this run was stopped at step %d by a monitor: %s', start, record.stopped)
+  for step in range(start, config.num_steps if not record.stopped else start):
+    batch_arrays = mesh_lib.to_global(next(train_iter), mesh)
+    state, metrics = train_step(state, batch_arrays)
     pending.append(metrics)
     done = step + 1
     if step == start:
@@ -136,59 +226,75 @@ def train_and_evaluate(config, workdir: str) -> dict:
       book.train(done, jax.tree.map(lambda *x: np.mean(x), *jax.device_get(pending)))
       pending = []
     if done % config.eval_every == 0 or done == config.num_steps:
-      val = report.summarize(evaluate_split(config, predict, state, mesh, val_src))
-      book.scalars(done, {k: val[k] for k in ('frame_auc', 'frame_ap', 'clip_accuracy')},
-                   'validation')
-      logging.info('validation @%d: frame AUC %.4f  AP %.4f  clip acc %.3f', done,
-                   val['frame_auc'], val['frame_ap'], val['clip_accuracy'])
-      if best is None or val[BEST_METRIC] > best:
-        best = val[BEST_METRIC]
+      val, _ = evaluate(config, evals, predict, state, mesh, srcs['validation'], system.predict_fields)
+      scalars = _scalars(val)
+      book.scalars(done, scalars, 'validation')
+      shown = [k for e in evals.values() for k in e.scalars if k in scalars]
+      logging.info('validation @%d: %s', done, '  '.join(f'{k} {scalars[k]:.4f}' for k in shown))
+      if config.best_metric not in scalars:
+        raise ValueError(f'best_metric={config.best_metric!r} is not reported by config.evals '
+                         f'({sorted(scalars)})')
+      if ckpts.is_better(scalars[config.best_metric], best):
+        best = scalars[config.best_metric]
         ckpts.save_best(done, state, best)
-    if done % config.checkpoint_every == 0 or done == config.num_steps:
-      ckpts.save(done, state, train_iter)
+      state = _apply_decisions(done, val, record, state, ckpts, book)
+    if (done % config.checkpoint_every == 0 or done == config.num_steps or record.stopped):
+      ckpts.save(done, state, train_iter, record.to_json())
+    if record.stopped:
+      logging.warning('stopping at step %d: %s', done, record.stopped)
+      break
   ckpts.wait()
   book.close()
   if start >= config.num_steps:
     logging.info('training already complete (step %d); evaluating the best checkpoint', start)
-  return final_test(config, workdir, system, mesh, predict, ckpts, state, counts)
+  return final_test(config, workdir, system, evals, mesh, predict, ckpts, state, info, record,
+                    srcs['test'], max(done, start))
 
 
-def final_test(config, workdir, system, mesh, predict, ckpts, state, counts) -> dict:
+def _prepare(config, system, state, train_src, mesh):
+  """The system's data-dependent set-up of a fresh run (e.g. pretrained weights, a centre)."""
+  eval_batch = eval_examples_per_step(config, mesh)
+  batches = (b for b in pipeline.eval_batches(config, train_src, system.train_fields, eval_batch))
+  before = jax.device_get(state.variables())
+  after = system.prepare(before, batches)
+  if after is before:
+    return state
+  put = lambda t: jax.device_put(t, mesh_lib.replicated(mesh))
+  params = put(after['params'])
+  model_state = put({k: v for k, v in after.items() if k != 'params'})
+  ema = None if state.ema is None else {'params': params, 'model_state': model_state}
+  return state.replace(params=params, model_state=model_state, ema=ema)
+
+
+def final_test(config, workdir, system, evals, mesh, predict, ckpts, state, info, record,
+               test_src, steps_trained: int) -> dict:
   """Scores the test split once with the best-on-validation checkpoint; writes the outputs."""
   best_step, state = ckpts.restore_best(state)
-  test_src = pipeline.make_source(config, 'test', 0)
   t0 = time.perf_counter()
-  scores = evaluate_split(config, predict, state, mesh, test_src)
-  results = report.summarize(scores)
-  results.update(split='test', checkpoint_step=int(best_step),
-                 validation_frame_auc=ckpts.best_value(), num_steps=int(config.num_steps),
-                 train_class_counts=[int(c) for c in counts],
-                 ap_definition='sklearn average_precision_score (step-wise, no interpolation)',
-                 score_definition=f'1 - p(Normal) of the 14-class head per clip; clips of '
-                                  f'{config.data.clip_len} frames start every '
-                                  f'{config.data.eval_stride} frames; a frame scores the mean '
-                                  'over the clips containing it'
-                                  + (f'; class probabilities averaged over the video and its '
-                                     f'views {config.eval_tta!r}' if config.eval_tta else ''))
-  logging.info('test (checkpoint %d, %.1fs): frame AUC %.4f  AP %.4f  clip acc %.3f', best_step,
-               time.perf_counter() - t0, results['frame_auc'], results['frame_ap'],
-               results['clip_accuracy'])
+  results, artifacts = evaluate(config, evals, predict, state, mesh, test_src,
+                                system.predict_fields)
+  scalars = _scalars(results)
+  results.update(
+      split='test', checkpoint_step=int(best_step), best_metric=config.best_metric,
+      **{f'validation_{config.best_metric}': ckpts.best_value()},
+      num_steps=int(config.num_steps), steps_trained=int(steps_trained),
+      train_class_counts=dict(zip(info.class_names, [int(c) for c in info.class_counts])),
+      monitor_events=record.events, stopped_early=record.stopped)
+  for evaluator in evals.values():
+    results.update(evaluator.definitions(config))
+  results.update(system.definitions())
+  if config.get('eval_tta'):
+    results['eval_tta'] = (f'predictions averaged over the input and its views '
+                           f'{config.eval_tta!r} (vad_jax.evaluate.tta)')
+  shown = [k for e in evals.values() for k in e.scalars if k in scalars]
+  logging.info('test (checkpoint %d, %.1fs): %s', best_step, time.perf_counter() - t0,
+               '  '.join(f'{k} {scalars[k]:.4f}' for k in shown))
   if jax.process_index() == 0:
-    scores.save(os.path.join(workdir, 'scores_test.npz'))
-    plots.plot_scores(scores, os.path.join(workdir, 'test_scores.png'), config.num_plot_videos)
-    plots.plot_confusion(np.array(results['clip_confusion_matrix']),
-                         os.path.join(workdir, 'test_confusion.png'))
+    for name, evaluator in evals.items():
+      evaluator.write(artifacts[name], results, workdir, 'test')
     _write_json(os.path.join(workdir, 'metrics.json'), results)
   ckpts.close()
   return results
-
-
-def _check_split(source, split: str) -> None:
-  """Frame AUC needs normal and anomalous videos: fail before training, not after."""
-  labels = source.labels()
-  if labels.min() == labels.max():
-    raise ValueError(f'the {split} split ({len(labels)} videos) holds only class {labels[0]}: '
-                     'frame AUC is undefined; give it more videos (config.data.num_{split})')
 
 
 def _write_json(path: str, obj) -> None:

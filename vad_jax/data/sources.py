@@ -1,0 +1,84 @@
+"""Data sources by name (`config.data.source`); each returns a `vad_jax.data.source.Source`.
+
+  synthetic            the built-in procedural surveillance videos (no download)
+  features             per-video feature arrays listed in `data.{train,validation,test}_list`
+                       (CSV `path,label`; `.npy` of [T, F] or [T, crops, F])
+  synthetic_features   features of the built-in videos, extracted on first use and cached on
+                       disk in the `features` layout (vad_jax.extract.synthetic)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vad_jax.classes import CLASS_NAMES
+from vad_jax.data import synthetic
+
+SPLITS = ('train', 'validation', 'test')
+
+
+class SyntheticSource(synthetic.SyntheticVideos):
+  """SyntheticVideos under the Source contract: 'frames' is served as 'video'."""
+  class_names = CLASS_NAMES
+  sequence_field = 'video'
+
+  def __getitem__(self, index: int) -> dict:
+    example = super().__getitem__(index)
+    example['video'] = example.pop('frames')
+    return example
+
+  def lengths(self) -> np.ndarray:
+    return np.full(len(self), self.spec.num_frames, np.int64)
+
+  def train_transform(self, example: dict, rng: np.random.Generator) -> dict:
+    del rng
+    return example
+
+  def eval_transform(self, example: dict) -> dict:
+    return example
+
+
+def _synthetic(config, split: str, request: dict):
+  d = config.data
+  spec = synthetic.SyntheticSpec(
+      height=d.height, width=d.width,
+      num_frames=request.get('train_frames', d.eval_frames) if split == 'train' else d.eval_frames,
+      num_videos={'train': d.num_train, 'validation': d.num_validation, 'test': d.num_test}[split],
+      normal_fraction=d.normal_fraction, class_imbalance=d.class_imbalance,
+      window=tuple(d.window), min_event_px=d.min_event_px, seed=config.seed)
+  return SyntheticSource(spec, split)
+
+
+def _features(config, split: str, request: dict):
+  del request
+  from vad_jax.data.features import FeatureSequences
+  d = config.data
+  path = d[f'{split}_list']
+  if not path:
+    raise ValueError(f'config.data.{split}_list is empty: give the list file of the {split} split '
+                     '(one `path,label` line a video)')
+  return FeatureSequences(path, tuple(d.class_names), d.clip_len, crops=d.crops)
+
+
+def _synthetic_features(config, split: str, request: dict):
+  del request
+  from vad_jax.data.features import FeatureSequences
+  from vad_jax.extract.synthetic import VIOLENCE_CLASSES, synthetic_feature_lists
+  d = config.data
+  lists = synthetic_feature_lists(d, config.seed, d.extractor, d.cache_dir)
+  return FeatureSequences(lists[split], VIOLENCE_CLASSES, d.clip_len)
+
+
+SOURCES = {'synthetic': _synthetic, 'features': _features,
+           'synthetic_features': _synthetic_features}
+
+
+def make(config, split: str, request: dict | None = None):
+  """The source of `split` named by `config.data.source`; `request` is the system's
+  `data_request(config)` (e.g. {'train_frames': N})."""
+  if split not in SPLITS:
+    raise ValueError(f'unknown split {split!r}; expected one of {SPLITS}')
+  name = config.data.source
+  if name not in SOURCES:
+    raise ValueError(f'config.data.source={name!r}; known sources: {sorted(SOURCES)}')
+  return SOURCES[name](config, split, request or {})

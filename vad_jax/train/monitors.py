@@ -1,0 +1,112 @@
+"""Monitors: the loop's extension point, called after every validation with its metrics.
+
+A monitor returns Decisions; the loop carries them out and records each one (console,
+TensorBoard text, `metrics.json` 'monitor_events'):
+  log           a message at level 'info' | 'warning' | 'critical'
+  scale_lr      multiply the learning rate by `factor` (an optimizer-state hyperparameter: no
+                recompilation)
+  restore_best  put the best-on-validation weights back into the train state
+  stop          end training now, for `reason` (the test split is still scored, with the best
+                checkpoint)
+Monitors keep their counters in `state()` / `restore(state)`: checkpointed with the run, so a
+resumed run continues the same consecutive counts. `config.monitors` maps a registered name to
+its keyword arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+ACTIONS = ('log', 'scale_lr', 'restore_best', 'stop')
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+  action: str
+  reason: str
+  level: str = 'info'
+  factor: float = 1.0
+
+  def __post_init__(self):
+    if self.action not in ACTIONS:
+      raise ValueError(f'unknown monitor action {self.action!r}; known: {ACTIONS}')
+
+
+class ClassGap:
+  """Seed 003's per-class accuracy monitor with automatic recovery.
+
+  Watches `metric` (the classification evaluator's `per_class_gap`: max - min per-class
+  accuracy on validation). Every evaluation logs the per-class accuracies; a gap above `warn`
+  is a warning, above `critical` a critical message. A gap above `lr_gap` for `lr_patience`
+  consecutive evaluations multiplies the learning rate by `lr_factor` (then counts again from
+  0); above `stop_gap` for `stop_patience` consecutive evaluations stops the run with the seed's
+  recommendation. Defaults are the seed's: 0.15 / 0.25 / 0.20 x5 -> lr x0.5 / 0.30 x3 -> stop.
+  """
+
+  def __init__(self, metric: str = 'per_class_gap', per_class: str = 'per_class_accuracy',
+               warn: float = 0.15, critical: float = 0.25, lr_gap: float = 0.20,
+               lr_patience: int = 5, lr_factor: float = 0.5, stop_gap: float = 0.30,
+               stop_patience: int = 3, restore_best_on_lr: bool = False):
+    self.metric, self.per_class = metric, per_class
+    self.warn, self.critical = warn, critical
+    self.lr_gap, self.lr_patience, self.lr_factor = lr_gap, lr_patience, lr_factor
+    self.stop_gap, self.stop_patience = stop_gap, stop_patience
+    self.restore_best_on_lr = restore_best_on_lr
+    self.over_lr = 0      # consecutive evaluations with gap > lr_gap (since the last lr change)
+    self.over_stop = 0    # consecutive evaluations with gap > stop_gap
+
+  def state(self) -> dict:
+    return {'over_lr': self.over_lr, 'over_stop': self.over_stop}
+
+  def restore(self, state: dict) -> None:
+    self.over_lr, self.over_stop = int(state['over_lr']), int(state['over_stop'])
+
+  def __call__(self, step: int, metrics: dict) -> list[Decision]:
+    if self.metric not in metrics:
+      raise KeyError(f'class_gap monitor: validation metrics have no {self.metric!r} (add the '
+                     "'classification' evaluator to config.evals)")
+    gap = float(metrics[self.metric])
+    accs = metrics.get(self.per_class, {})
+    shown = ', '.join(f'{n} {a:.3f}' for n, a in accs.items() if a is not None)
+    out = []
+    if gap > self.critical:
+      out.append(Decision('log', f'CRITICAL per-class accuracy gap {gap:.3f} > {self.critical} '
+                                 f'({shown})', level='critical'))
+    elif gap > self.warn:
+      out.append(Decision('log', f'per-class accuracy gap {gap:.3f} > {self.warn} ({shown})',
+                          level='warning'))
+    else:
+      out.append(Decision('log', f'per-class accuracy gap {gap:.3f} ({shown})'))
+    self.over_lr = self.over_lr + 1 if gap > self.lr_gap else 0
+    self.over_stop = self.over_stop + 1 if gap > self.stop_gap else 0
+    if self.over_stop >= self.stop_patience:
+      out.append(Decision(
+          'stop', f'per-class accuracy gap > {self.stop_gap} for {self.over_stop} consecutive '
+                  f'evaluations (now {gap:.3f}: {shown}). The model is collapsing onto one class: '
+                  'change the architecture or rebalance the data (seed 003 section 4.2: stop and '
+                  'recommend an architecture change)', level='critical'))
+    elif self.over_lr >= self.lr_patience:
+      if self.restore_best_on_lr:
+        out.append(Decision('restore_best', f'gap > {self.lr_gap} for {self.over_lr} evaluations'))
+      out.append(Decision('scale_lr', f'per-class accuracy gap > {self.lr_gap} for '
+                                      f'{self.over_lr} consecutive evaluations (now {gap:.3f}): '
+                                      f'learning rate x{self.lr_factor}',
+                          level='warning', factor=self.lr_factor))
+      self.over_lr = 0
+    return out
+
+
+MONITORS = {'class_gap': ClassGap}
+
+
+def make(config) -> dict:
+  """{name: monitor} for `config.monitors` ({} when absent)."""
+  out = {}
+  for name, kwargs in config.get('monitors', {}).items():
+    if name not in MONITORS:
+      raise ValueError(f'config.monitors.{name}: unknown monitor; known: {sorted(MONITORS)}')
+    try:
+      out[name] = MONITORS[name](**dict(kwargs))
+    except TypeError as e:
+      raise ValueError(f'config.monitors.{name}: {e}') from None
+  return out
