@@ -23,24 +23,20 @@ flags.mark_flag_as_required('config')
 def main(argv):
   del argv
   import jax
-  import numpy as np
-  from vad_jax import systems
+  from vad_jax import mesh as mesh_lib
   from vad_jax.data import pipeline
-  from vad_jax.classes import NUM_CLASSES
-  from vad_jax.train import loop, mesh as mesh_lib, step as step_lib
-  from vad_jax.train.state import learning_rate
+  from vad_jax.train import loop, optim, step as step_lib
 
   config = _CONFIG.value
   mesh = mesh_lib.make_mesh(config.mesh)
-  cls = systems.get(config.system)
-  src = pipeline.make_source(config, 'train', cls.train_frames(config))
-  system = cls.from_config(config, np.bincount(src.labels(), minlength=NUM_CLASSES))
-  videos = loop.videos_per_step(config, mesh)
-  batch = mesh_lib.to_global(next(pipeline.train_iterator(config, src, videos, 0)), mesh)
-  state = step_lib.init_state(config, system, mesh, batch['video'].shape)
+  system, srcs, info, _ = loop.build(config)
+  examples = loop.examples_per_step(config, type(system), mesh)
+  batch = mesh_lib.to_global(next(pipeline.train_iterator(
+      config, srcs['train'], system.train_fields, examples, 0)), mesh)
+  state = loop.init_state(config, system, info, mesh)
   n_params = sum(x.size for x in jax.tree.leaves(state.params))
-  step = step_lib.make_train_step(system, mesh, config.seed, learning_rate(config),
-                                  config.ema_decay)
+  step = step_lib.make_train_step(system, mesh, config.seed,
+                                  optim.schedule(config.optim, config.num_steps), config.ema_decay)
 
   t0 = time.perf_counter()
   compiled = step.lower(state, batch).compile()
@@ -58,13 +54,16 @@ def main(argv):
     peak = f"{stats['peak_bytes_in_use'] / 2**30:.2f} GiB device peak"
   else:
     peak = f'{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB host peak RSS'
-  frames = batch['video'].shape[0] * batch['video'].shape[1]
-  print(f'config: {config.variant}  {config.data.height}x{config.data.width}  '
-        f'batch {config.batch_size} clips ({videos} videos x {batch["video"].shape[1]} frames)  '
-        f'dtype {config.model.dtype}  params {n_params:,}')
+  seq = srcs['train'].sequence_field
+  shape = batch[seq].shape
+  frames = shape[0] * shape[1]
+  print(f'config: {config.name}:{config.variant}  batch {examples} examples of {seq} '
+        f'{tuple(shape[1:])} ({config.batch_size} in config units)  dtype {config.model.dtype}  '
+        f'params {n_params:,}')
   print(f'devices: {jax.device_count()} x {jax.devices()[0].device_kind} ({jax.default_backend()})')
   print(f'compile: {compile_s:.1f} s')
-  print(f'step: {dt * 1e3:.1f} ms  ->  {config.batch_size / dt:.1f} clips/s, {frames / dt:.0f} frames/s')
+  print(f'step: {dt * 1e3:.1f} ms  ->  {config.batch_size / dt:.1f} batch units/s, '
+        f'{frames / dt:.0f} {"frames" if seq == "video" else "vectors"}/s')
   print(f'memory: {peak}')
   sys.stdout.flush()
 

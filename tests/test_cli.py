@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from configs import hybrid as hybrid_config
-from vad_jax.models import param_table
+from vad_jax import param_table
 from vad_jax.train import loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -7,22 +7,36 @@ import pytest
 
 from configs import hybrid as hybrid_config
 from vad_jax import systems
+from vad_jax.classes import CLASS_NAMES
+from vad_jax.data.source import DataInfo
 from vad_jax.models import hybrid, inputs
 from vad_jax.models.efficientnet import preprocess
+from vad_jax.systems import hybrid as hybrid_system
+
+
+def info(config, counts=None):
+  n = hybrid_system.HybridSystem.train_frames(config)
+  spec = {'video': jax.ShapeDtypeStruct((n, config.data.height, config.data.width, 3), jnp.uint8),
+          'label': jax.ShapeDtypeStruct((), jnp.int32)}
+  return DataInfo(CLASS_NAMES, np.arange(1, 15) if counts is None else np.asarray(counts), spec)
 
 
 def tiny_system(**model_overrides):
   c = hybrid_config.get_config('tiny')
   for k, v in model_overrides.items():
     c.model[k] = v
-  return c, systems.get('hybrid').from_config(c, np.arange(1, 15))
+  return c, systems.get('hybrid').from_config(c, info(c))
+
+
+def init(system, video):
+  return system.init(jax.random.key(0), {'video': jax.ShapeDtypeStruct(video.shape, video.dtype)})
 
 
 def test_output_shapes_any_length():
   c, system = tiny_system()
   t, h = c.data.clip_len, c.model.horizon
   video = jax.ShapeDtypeStruct((2, 3 * t + h, 32, 32, 3), jnp.uint8)
-  variables = jax.eval_shape(system.init, jax.random.key(0), video)
+  variables = jax.eval_shape(system.init, jax.random.key(0), {'video': video})
   out = jax.eval_shape(lambda v, x: system.model.apply(v, x, train=False), variables, video)
   assert out['logits'].shape == (2, 3, 14)
   assert out['score'].shape == (2, 3)
@@ -32,7 +46,7 @@ def test_output_shapes_any_length():
   # Scoring needs no extra frames; clips start every eval_stride frames.
   s = c.data.eval_stride
   pred = jax.eval_shape(system.predict, variables,
-                        jax.ShapeDtypeStruct((1, 5 * t, 32, 32, 3), jnp.uint8))
+                        {'video': jax.ShapeDtypeStruct((1, 5 * t, 32, 32, 3), jnp.uint8)})
   k = (5 * t - t) // s + 1
   assert s < t and pred['score'].shape == (1, k) and pred['logits'].shape == (1, k, 14)
 
@@ -41,8 +55,8 @@ def test_overlapping_clips_equal_disjoint_clips_of_the_shifted_video():
   c, system = tiny_system()                     # 'rgb' input: every frame is processed alone
   t, s = c.data.clip_len, c.data.eval_stride
   video = jnp.asarray(np.random.default_rng(0).integers(0, 256, (1, 3 * t, 32, 32, 3)), jnp.uint8)
-  variables = system.init(jax.random.key(0), video)
-  over = system.predict(variables, video)['logits']                 # [1, K, C]
+  variables = init(system, video)
+  over = system.predict(variables, {'video': video})['logits']                 # [1, K, C]
   for k in range(over.shape[1]):
     alone = system.model.apply(variables, video[:, k * s:k * s + t], train=False)['logits']
     np.testing.assert_allclose(over[0, k], alone[0, 0], rtol=1e-5, atol=1e-5)
@@ -61,7 +75,7 @@ def test_regression_target_is_projected_future_feature_with_stop_gradient():
   t, h = c.data.clip_len, c.model.horizon
   rng = np.random.default_rng(0)
   video = jnp.asarray(rng.integers(0, 255, (2, 2 * t + h, 32, 32, 3)), jnp.uint8)
-  variables = system.init(jax.random.key(0), video)
+  variables = init(system, video)
 
   def forward(p):
     out, inter = system.model.apply({'params': p, 'batch_stats': variables['batch_stats']},
@@ -88,17 +102,15 @@ def test_loss_components_and_weights():
   rng = np.random.default_rng(1)
   batch = {'video': jnp.asarray(rng.integers(0, 255, (4, 2 * t + h, 32, 32, 3)), jnp.uint8),
            'label': jnp.array([0, 3, 0, 7], jnp.int32)}
-  variables = system.init(jax.random.key(0), batch['video'])
-  loss, (m, stats) = system.loss(variables['params'], variables['batch_stats'], batch,
-                                 jax.random.key(2))
+  variables = init(system, batch['video'])
+  loss, (m, updates) = system.loss(variables, batch, jax.random.key(2))
   expect = 1.0 * m['reg'] + 0.5 * m['focal'] + 0.3 * m['mil'] + 0.3 * m['vae']
   np.testing.assert_allclose(loss, expect, rtol=1e-6)
   assert all(np.isfinite(float(v)) for v in m.values())
-  assert jax.tree.structure(stats) == jax.tree.structure(variables['batch_stats'])
+  assert jax.tree.structure(updates) == jax.tree.structure({'batch_stats': variables['batch_stats']})
   # An all-normal batch has no MIL pairs: the MIL term is exactly 0.
   normal = dict(batch, label=jnp.zeros(4, jnp.int32))
-  _, (m0, _) = system.loss(variables['params'], variables['batch_stats'], normal,
-                           jax.random.key(2))
+  _, (m0, _) = system.loss(variables, normal, jax.random.key(2))
   assert float(m0['mil']) == 0.0
 
 
@@ -121,3 +133,61 @@ def test_trunk_inputs_foreground_and_motion():
   with pytest.raises(ValueError, match='model.input'):
     inputs.trunk_inputs(jnp.asarray(video), 'flow')
 
+
+
+def test_weak_supervision_wiring(monkeypatch):
+  """Only the witness clip (top score) of an anomalous bag carries its class; its other clips
+  weigh 0; every clip of a normal bag is Normal; MIL ranks bags = videos ([B, K] scores)."""
+  c, system = tiny_system()
+  t, h = c.data.clip_len, c.model.horizon
+  k = 3
+  rng = np.random.default_rng(3)
+  batch = {'video': jnp.asarray(rng.integers(0, 255, (4, k * t + h, 32, 32, 3)), jnp.uint8),
+           'label': jnp.array([0, 3, 0, 7], jnp.int32)}
+  seen = {}
+  real_focal, real_mil = hybrid_system.softmax_focal_loss, hybrid_system.mil_ranking_loss
+
+  def focal(logits, labels, alpha, gamma, weights):
+    seen['labels'], seen['weights'], seen['alpha'] = labels, weights, alpha
+    return real_focal(logits, labels, alpha, gamma, weights)
+
+  def mil(score, anomalous, *args):
+    seen['score'], seen['anomalous'] = score, anomalous
+    return real_mil(score, anomalous, *args)
+
+  monkeypatch.setattr(hybrid_system, 'softmax_focal_loss', focal)
+  monkeypatch.setattr(hybrid_system, 'mil_ranking_loss', mil)
+  variables = init(system, batch['video'])
+  system.loss(variables, batch, jax.random.key(0))
+  score = np.asarray(seen['score'])
+  assert score.shape == (4, k)                                   # one bag per video
+  np.testing.assert_array_equal(seen['anomalous'], [False, True, False, True])
+  labels = np.asarray(seen['labels']).reshape(4, k)
+  weights = np.asarray(seen['weights']).reshape(4, k)
+  np.testing.assert_array_equal(labels, np.repeat([[0], [3], [0], [7]], k, axis=1))
+  for v in (0, 2):
+    np.testing.assert_array_equal(weights[v], 1.0)               # every clip of a normal video
+  for v in (1, 3):
+    want = np.zeros(k)
+    want[np.argmax(score[v])] = 1.0                              # the witness only
+    np.testing.assert_array_equal(weights[v], want)
+
+
+def test_focal_alpha_comes_from_the_labels_the_loss_sees():
+  c = hybrid_config.get_config('tiny')
+  videos = np.array([100] + [10] * 13)
+  system = systems.get('hybrid').from_config(c, info(c, videos))
+  k = c.data.clips_per_video
+  seen = np.array([100 * k] + [10] * 13, np.float64)    # K clips per normal video, 1 witness per anomalous
+  inv = 1.0 / (seen + 1.0)
+  np.testing.assert_allclose(system.alpha, inv / inv.mean(), rtol=1e-6)
+
+
+def test_trunk_is_frozen_only_when_it_starts_from_weights(tmp_path):
+  c = hybrid_config.get_config('tiny')
+  assert c.model.trunk.frozen_stages == 1 and not c.model.trunk.weights
+  system = systems.get('hybrid').from_config(c, info(c))
+  assert system.model.frozen_stages == 0 and system.frozen_params() == ()
+  c.model.trunk.weights = str(tmp_path / 'b0.h5')
+  system = systems.get('hybrid').from_config(c, info(c))
+  assert system.model.frozen_stages == 1 and system.frozen_params() == ('^trunk/(stage0|stem)/',)

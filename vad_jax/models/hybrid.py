@@ -14,12 +14,13 @@ K = (N - T) // S + 1 clips a video:
                      direction and the attention already carry the whole clip into it)
   heads   regression [B, K, R], class logits [B, K, 14], VAE (recon, mu, logvar)
 
-Regression target (non-collapsible): for clip k ending at frame e = k*T + T - 1 the target is
+Regression target: for clip k ending at frame e = k*T + T - 1 the target is
 ``layer_norm(stop_gradient(trunk(frame e + horizon)) @ P)`` with P a fixed random orthonormal
-F x R matrix (a constant, not a parameter). Stop-gradient means the trunk is never pulled towards
-making frames look alike to please the target, the fixed P cannot be shrunk, and the
-parameter-free layer norm gives every target unit variance, so the all-constant prediction has a
-loss of about the per-feature variance, never zero.
+F x R matrix (a constant, not a parameter). Stop-gradient means the regression loss never pulls
+the trunk towards making targets alike, the fixed P cannot be shrunk, and the parameter-free
+layer norm gives every target unit variance over its R features. It is NOT collapse-proof: a
+trunk that maps every frame to one vector (pushed there by other losses) gives one constant
+target, which a constant prediction matches at zero cost; nothing in the loss forbids that.
 """
 
 from typing import Any

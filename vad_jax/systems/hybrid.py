@@ -38,7 +38,7 @@ class HybridSystem(System):
   predict_fields: ClassVar[tuple[str, ...]] = ('video',)
 
   model: hybrid_model.HybridDetector
-  alpha: tuple[float, ...]          # focal per-class weights from training class frequencies
+  alpha: tuple[float, ...]          # focal per-class weights from the labels it sees (focal_label_counts)
   eval_stride: int | None = None    # frames between clip starts when scoring (None: clip_len)
   w_reg: float = 1.0
   w_focal: float = 0.5
@@ -92,7 +92,8 @@ class HybridSystem(System):
                        f'{sorted(info.element_spec)}')
     dtype, param_dtype = dtype_policy(config.model)
     l = config.loss
-    alpha = np.asarray(class_alpha_from_counts(jnp.asarray(info.class_counts, jnp.float32)))
+    alpha = np.asarray(class_alpha_from_counts(jnp.asarray(
+        focal_label_counts(info.class_counts, config.data.clips_per_video), jnp.float32)))
     tr = config.model.trunk
     frozen = tr.frozen_stages
     if frozen and not tr.weights:
@@ -181,6 +182,15 @@ def _bag_max_gap(score: jnp.ndarray, anomalous: jnp.ndarray) -> jnp.ndarray:
   top = score.max(axis=1)
   mean = lambda m: jnp.sum(top * m) / jnp.maximum(jnp.sum(m), 1.0)
   return mean(anomalous.astype(jnp.float32)) - mean((~anomalous).astype(jnp.float32))
+
+
+def focal_label_counts(video_counts, clips_per_video: int) -> np.ndarray:
+  """Labels the focal loss sees per class, from training videos per class: every one of the K
+  clips of a normal video is labelled Normal, one clip (the witness) of an anomalous video gets
+  its class. Focal alpha comes from these counts, not from video counts."""
+  counts = np.asarray(video_counts, np.float64).copy()
+  counts[NORMAL] *= clips_per_video
+  return counts
 
 
 def load_trunk(path: str, model, params: dict, batch_stats: dict) -> tuple[dict, dict]:
