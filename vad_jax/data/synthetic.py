@@ -35,10 +35,20 @@ class SyntheticSpec:
   max_people: int = 6             # boxes array width P
   min_event_px: float = 1.5       # size floor (pixels) of small event details; see World.at_least
   seed: int = 0
+  class_probs: tuple[float, ...] | None = None  # P(label) over CLASS_NAMES (normalised); overrides
+                                                # normal_fraction and class_imbalance when given
 
 
 def class_probabilities(spec: SyntheticSpec) -> np.ndarray:
   """float64 [NUM_CLASSES]: P(label) for one video."""
+  if spec.class_probs is not None:
+    p = np.asarray(spec.class_probs, np.float64)
+    if p.shape != (NUM_CLASSES,):
+      raise ValueError(f'class_probs needs {NUM_CLASSES} probabilities (one per CLASS_NAMES), '
+                       f'got {p.shape[0] if p.ndim == 1 else p.shape}')
+    if not np.all(np.isfinite(p)) or np.any(p < 0) or p.sum() <= 0:
+      raise ValueError(f'class_probs must be finite, non-negative and not all 0, got {spec.class_probs}')
+    return p / p.sum()
   k = np.arange(NUM_CLASSES - 1)
   w = float(max(spec.class_imbalance, 1.0)) ** (-k / max(NUM_CLASSES - 2, 1))
   p = np.empty(NUM_CLASSES)
