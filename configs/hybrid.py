@@ -6,9 +6,15 @@ Variants by argument:
   ``tiny``   the smallest thing that exercises every code path (tests, smoke runs).
 """
 
+import os
+import sys
+
 import ml_collections
 
-from configs import common
+# Loaded by path (ml_collections' --config=...): make this repository's `configs` importable
+# from any working directory.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from configs import common  # noqa: E402
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:

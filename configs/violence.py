@@ -14,9 +14,15 @@ Variants by argument:
   ``tiny``    the smallest run through every code path (tests)
 """
 
+import os
+import sys
+
 import ml_collections
 
-from configs import common
+# Loaded by path (ml_collections' --config=...): make this repository's `configs` importable
+# from any working directory.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from configs import common  # noqa: E402
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
@@ -92,6 +98,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     c.data.window = (16, 32)
     c.data.worker_threads = 2
     epochs, warmup_epochs = 30, 3
+    c.model.bn_momentum = 0.9          # ~1000 steps: running statistics must catch up (0.99
+                                       # needs ~900 steps to forget its initial variance of 1)
     c.log_every = 25
   elif variant == 'tiny':
     c.data.height = c.data.width = 32
@@ -114,5 +122,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   steps_per_epoch = -(-c.data.num_train // c.batch_size)
   c.num_steps = epochs * steps_per_epoch
   c.optim.warmup_steps = warmup_epochs * steps_per_epoch
+  c.monitors.class_gap.start_step = c.optim.warmup_steps   # act only after the warmup
   c.eval_every = c.checkpoint_every = steps_per_epoch
   return c

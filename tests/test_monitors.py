@@ -64,3 +64,10 @@ def test_missing_metric_and_unknown_monitor_are_clear_errors():
   c = ml_collections.ConfigDict({'monitors': {'class_gap': {'patience': 3}}})
   with pytest.raises(ValueError, match="config.monitors.class_gap: .*patience"):
     monitors.make(c)
+
+
+def test_evaluations_before_start_step_are_logged_not_counted():
+  m = monitors.ClassGap(start_step=3)
+  acts = [[d.action for d in m(step, {'per_class_gap': 0.9})] for step in range(6)]
+  assert acts[:5] == [['log']] * 5                      # steps 0-2 ignored; 3, 4 counted
+  assert acts[5] == ['log', 'stop']                     # third counted evaluation

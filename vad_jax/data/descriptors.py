@@ -16,8 +16,9 @@ NAMES = tuple([f'fg_{r}_{c}' for r in range(GRID) for c in range(GRID)] +
               [f'motion_{r}_{c}' for r in range(GRID) for c in range(GRID)] +
               [f'motion_top{k}' for k in range(TOP)] +
               [f'{m}_{s}' for m in ('fg', 'motion')
-               for s in ('mass', 'cx', 'cy', 'sx', 'sy')])
-FEATURE_DIM = len(NAMES)       # 64 + 64 + 8 + 10 = 146
+               for s in ('mass', 'cx', 'cy', 'sx', 'sy')] +
+              ['fg_floor', 'motion_floor'])
+FEATURE_DIM = len(NAMES)       # 64 + 64 + 8 + 10 + 2 = 148
 
 
 def _pool(a: np.ndarray, g: int) -> np.ndarray:
@@ -33,16 +34,23 @@ def _channel_sum(a: np.ndarray) -> np.ndarray:
   return a[..., 0] + a[..., 1] + a[..., 2]
 
 
-def _moments(m: np.ndarray) -> np.ndarray:
-  """[N, H, W] non-negative maps -> [N, 5]: mass, centroid (x, y) and spread (x, y).
+def _above_floor(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """[N, H, W] -> (max(m - floor, 0), floor [N]), floor = the frame's median value.
 
-  The map's per-frame median (its sensor-noise floor) is subtracted first, so the centroid is
-  that of what stands out, not of the whole frame. Coordinates are fractions of width/height;
-  an empty map has centroid 0.5 and spread 0.
+  The median pixel of a foreground or motion map is background: its level is sensor noise and
+  global lighting flicker, which differ between videos and say nothing about the scene.
   """
   n, h, w = m.shape
   floor = np.partition(m.reshape(n, -1), h * w // 2, axis=1)[:, h * w // 2]
-  m = np.maximum(m - floor[:, None, None], 0)
+  return np.maximum(m - floor[:, None, None], 0), floor
+
+
+def _moments(m: np.ndarray) -> np.ndarray:
+  """[N, H, W] non-negative maps -> [N, 5]: mass (mean), centroid (x, y), spread (x, y).
+
+  Coordinates are fractions of width/height; an empty map has centroid 0.5 and spread 0.
+  """
+  n, h, w = m.shape
   mass = m.sum(axis=(1, 2))
   safe = np.maximum(mass, 1e-6)
   x = (np.arange(w, dtype=np.float32) + 0.5) / w
@@ -59,14 +67,16 @@ def _moments(m: np.ndarray) -> np.ndarray:
 def motion_descriptor(video: np.ndarray) -> np.ndarray:
   """uint8 [N, H, W, 3] -> float32 [N, FEATURE_DIM]: per-frame foreground and motion summary.
 
-  With fg_t = mean over channels of |frame_t - median frame| / 255 (the per-pixel median over the
-  video is its background, as model.input='foreground' uses) and motion_t = mean over channels
-  of |frame_t - frame_{t-1}| / 255 (motion_0 = 0), a frame's vector is, in order (`NAMES`):
+  fg_t = mean over channels of |frame_t - median frame| / 255 (the per-pixel median over the
+  video is its background, as model.input='foreground' uses), motion_t = mean over channels of
+  |frame_t - frame_{t-1}| / 255 (motion_0 = 0); each map then loses its per-frame floor (its
+  median pixel: noise and lighting flicker) and is clipped at 0. A frame's vector (`NAMES`):
     [0:64)    fg mean in each cell of an 8x8 grid (row-major)
     [64:128)  motion mean in each cell of the 8x8 grid
     [128:136) the 8 largest motion cells, descending (how concentrated motion is, wherever it is)
-    [136:141) fg moments: mass (mean above the frame's median), centroid x, y, spread x, y
+    [136:141) fg moments: mass (mean), centroid x, y, spread (std) x, y; fractions of the frame
     [141:146) the same moments of motion
+    [146:148) the two floors removed (fg, motion)
   Speed shows as the area of motion (a global pool cannot see displacement), a fight as strong
   motion concentrated in a small region, a chase as two motion blobs far apart.
   """
@@ -86,7 +96,10 @@ def motion_descriptor(video: np.ndarray) -> np.ndarray:
   fg = _channel_sum(np.abs(2 * x - bg2)) * np.float32(1 / (2 * 3 * 255))  # [N, H, W]
   motion = np.zeros((n, h, w), np.float32)
   motion[1:] = _channel_sum(np.abs(np.diff(x, axis=0))) * np.float32(1 / (3 * 255))
+  fg, fg_floor = _above_floor(fg)
+  motion, motion_floor = _above_floor(motion)
   cells = _pool(motion, GRID)
   top = -np.sort(-cells, axis=1)[:, :TOP]
-  out = np.concatenate([_pool(fg, GRID), cells, top, _moments(fg), _moments(motion)], axis=1)
+  out = np.concatenate([_pool(fg, GRID), cells, top, _moments(fg), _moments(motion),
+                        fg_floor[:, None], motion_floor[:, None]], axis=1)
   return out.astype(np.float32)

@@ -139,7 +139,7 @@ class FeatureSequences:
       raise IndexError(index)
     a = np.load(self.paths[index], mmap_mode='r')
     if a.ndim == 3:
-      a = a.mean(axis=1, dtype=np.float32) if self.crops == 'mean' else a[:, 0]
+      a = a.mean(axis=1) if self.crops == 'mean' else a[:, 0]
     return {'features': np.array(a, np.float32), 'label': self._labels[index],
             'index': np.int32(index)}
 

@@ -14,7 +14,7 @@ the violent classes, the extractor's fingerprint, VERSION). The directory is bui
 call, or a process that finds another one's finished build, reuses it.
 
 Extractors, by name:
-  'descriptor'           vad_jax.data.descriptors.motion_descriptor: no weights, F = 146
+  'descriptor'           vad_jax.data.descriptors.motion_descriptor: no weights, F = 148
   'keras:<file.h5>'      a Keras EfficientNetB0..B7 weights file (ImageNet RGB features): the
                          pooled trunk output per frame, F = 1280 for B0
   'run:<workdir>'        the trunk of a trained hybrid run (<workdir>/config.json, the best
@@ -23,6 +23,7 @@ Extractors, by name:
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import hashlib
 import json
@@ -34,7 +35,7 @@ import time
 import numpy as np
 from absl import logging
 
-from vad_jax.classes import CLASS_NAMES, NORMAL
+from vad_jax.classes import CLASS_NAMES
 from vad_jax.data import descriptors
 from vad_jax.data.synthetic import SyntheticSpec, SyntheticVideos, class_probabilities
 
@@ -105,13 +106,14 @@ class DescriptorExtractor:
 
 class TrunkExtractor:
   """An EfficientNet trunk applied to every frame under jax.jit: uint8 [B, N, H, W, 3] ->
-  float32 [B, N, F] (inputs per `vad_jax.models.inputs.trunk_inputs(mode)`)."""
+  float32 [B, N, F] (inputs per `vad_jax.models.inputs.trunk_inputs(mode)`). The weights are
+  loaded on the first call: a cached feature set needs only the fingerprint (file contents)."""
   parallel = False
   batch = 8                               # videos a jitted call (the last call is padded)
 
-  def __init__(self, model, variables: dict, mode: str, fingerprint: str):
-    self.model, self.variables, self.mode, self._fingerprint = model, variables, mode, fingerprint
-    self._fn = None
+  def __init__(self, load, fingerprint: str):
+    """load() -> (EfficientNet module, its variables, model.input mode)."""
+    self._load, self._fingerprint, self._fn, self._variables = load, fingerprint, None, None
 
   def fingerprint(self) -> str:
     return self._fingerprint
@@ -120,16 +122,18 @@ class TrunkExtractor:
     import jax
     from vad_jax.models.inputs import trunk_inputs
     if self._fn is None:
+      model, self._variables, mode = self._load()
+
       def apply(variables, video):
         b, n, h, w, _ = video.shape
-        x = trunk_inputs(video, self.mode)
-        return self.model.apply(variables, x.reshape(b * n, h, w, x.shape[-1]),
-                                train=False).reshape(b, n, -1)
+        x = trunk_inputs(video, mode)
+        return model.apply(variables, x.reshape(b * n, h, w, x.shape[-1]),
+                           train=False).reshape(b, n, -1)
       self._fn = jax.jit(apply)
     b = len(videos)
     if b < self.batch:
       videos = np.concatenate([videos, np.repeat(videos[-1:], self.batch - b, 0)])
-    return np.asarray(self._fn(self.variables, videos), np.float32)[:b]
+    return np.asarray(self._fn(self._variables, videos), np.float32)[:b]
 
 
 def _file_digest(*paths: str) -> str:
@@ -142,24 +146,22 @@ def _file_digest(*paths: str) -> str:
 
 
 def _keras_extractor(path: str) -> TrunkExtractor:
-  import jax
-  from vad_jax.convert.keras import efficientnet_from_keras
-  from vad_jax.models.efficientnet import (BLOCKS_B0, VARIANTS, EfficientNet, round_filters,
-                                           round_repeats)
   if not os.path.isfile(path):
     raise FileNotFoundError(f'extractor keras:{path}: no such Keras weights file')
-  variables = efficientnet_from_keras(path)
-  params = variables['params']
-  stem = params['stem']['conv']['kernel'].shape[-1]
-  blocks = [len(params[f'stage{i}']) for i in range(len(BLOCKS_B0))]
-  for w, d, _ in VARIANTS.values():
-    if round_filters(32, w) == stem and blocks == [round_repeats(b[5], d) for b in BLOCKS_B0]:
-      break
-  else:
+
+  def load():
+    from vad_jax.convert.keras import efficientnet_from_keras
+    from vad_jax.models.efficientnet import (BLOCKS_B0, VARIANTS, EfficientNet, round_filters,
+                                             round_repeats)
+    variables = efficientnet_from_keras(path)
+    params = variables['params']
+    stem = params['stem']['conv']['kernel'].shape[-1]
+    blocks = [len(params[f'stage{i}']) for i in range(len(BLOCKS_B0))]
+    for w, d, _ in VARIANTS.values():
+      if round_filters(32, w) == stem and blocks == [round_repeats(b[5], d) for b in BLOCKS_B0]:
+        return EfficientNet(width_mult=w, depth_mult=d, padding='same'), variables, 'rgb'
     raise ValueError(f'{path}: stem width {stem} and blocks {blocks} match no EfficientNetB0..B7')
-  model = EfficientNet(width_mult=w, depth_mult=d, padding='same')
-  return TrunkExtractor(model, jax.tree.map(np.asarray, variables), 'rgb',
-                        f'keras/{_file_digest(path)}')
+  return TrunkExtractor(load, f'keras/{_file_digest(path)}')
 
 
 def _best_step(workdir: str, cfg: dict) -> int:
@@ -181,9 +183,26 @@ def _best_step(workdir: str, cfg: dict) -> int:
   return max(steps, key=value)
 
 
-def _run_extractor(workdir: str) -> TrunkExtractor:
+def _restore_trunk(state_dir: str) -> dict:
+  """{'params', 'batch_stats'} of the trunk in a TrainState checkpoint, restored as numpy."""
+  import jax
   import orbax.checkpoint as ocp
-  from vad_jax.models.efficientnet import EfficientNet
+  with ocp.PyTreeCheckpointer() as ckptr:      # no target: every array comes back as numpy
+    meta = ckptr.metadata(state_dir).item_metadata
+    args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray),
+                        getattr(meta, 'tree', meta))
+    state = ckptr.restore(state_dir, restore_args=args)
+  # The variables evaluation used (TrainState.eval_variables): the averages when EMA was kept.
+  # Older checkpoints hold batch_stats / ema_params at the top level.
+  ema = state.get('ema') or {}
+  params = ema.get('params') or state.get('ema_params') or state['params']
+  stats = (ema.get('model_state') or state.get('model_state') or state).get('batch_stats')
+  if not isinstance(params, dict) or 'trunk' not in params or not stats or 'trunk' not in stats:
+    raise ValueError(f'{state_dir}: no params/batch_stats of a trunk in the checkpoint')
+  return {'params': params['trunk'], 'batch_stats': stats['trunk']}
+
+
+def _run_extractor(workdir: str) -> TrunkExtractor:
   workdir = os.path.abspath(workdir)
   cfg_path = os.path.join(workdir, 'config.json')
   if not os.path.isfile(cfg_path):
@@ -195,27 +214,16 @@ def _run_extractor(workdir: str) -> TrunkExtractor:
   if not isinstance(tr, dict):
     raise ValueError(f'{cfg_path}: no model.trunk (system {cfg.get("system")!r} has no per-frame '
                      'trunk to extract with)')
-  step = _best_step(workdir, cfg)
-  state_dir = os.path.join(workdir, 'best', str(step), 'state')
-  with ocp.PyTreeCheckpointer() as ckptr:
-    tree = ckptr.metadata(state_dir)
-    tree = getattr(tree, 'item_metadata', None) or getattr(tree, 'tree', None) or tree
-    args = __import__('jax').tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
-    state = ckptr.restore(state_dir, restore_args=args)
-  # The variables evaluation used (TrainState.eval_variables): the averages when EMA was kept.
-  # Older checkpoints hold batch_stats / ema_params at the top level.
-  ema = state.get('ema') or {}
-  params = (ema.get('params') or state.get('ema_params') or state['params'])
-  stats = (ema.get('model_state') or state.get('model_state') or state).get('batch_stats')
-  if not isinstance(params, dict) or 'trunk' not in params or not stats or 'trunk' not in stats:
-    raise ValueError(f'{state_dir}: no params/batch_stats of a trunk in the checkpoint')
-  model = EfficientNet(width_mult=tr['width_mult'], depth_mult=tr['depth_mult'],
-                       padding=tr['padding'], depthwise_impl=tr.get('depthwise_impl', 'auto'),
-                       bn_momentum=tr.get('bn_momentum', 0.99), drop_connect_rate=0.0)
-  variables = {'params': params['trunk'], 'batch_stats': stats['trunk']}
+  state_dir = os.path.join(workdir, 'best', str(_best_step(workdir, cfg)), 'state')
+
+  def load():
+    from vad_jax.models.efficientnet import EfficientNet
+    model = EfficientNet(width_mult=tr['width_mult'], depth_mult=tr['depth_mult'],
+                         padding=tr['padding'], depthwise_impl=tr.get('depthwise_impl', 'auto'),
+                         bn_momentum=tr.get('bn_momentum', 0.99), drop_connect_rate=0.0)
+    return model, _restore_trunk(state_dir), m.get('input', 'rgb')
   files = sorted(os.path.join(d, f) for d, _, fs in os.walk(state_dir) for f in fs)
-  return TrunkExtractor(model, variables, m.get('input', 'rgb'),
-                        f'run/{_file_digest(cfg_path, *files)}')
+  return TrunkExtractor(load, f'run/{_file_digest(cfg_path, *files)}')
 
 
 def make_extractor(name: str):
@@ -257,11 +265,15 @@ def _build(tmp: str, specs: dict, extractor, violent: tuple, workers: int, meta:
     os.makedirs(os.path.join(tmp, split))
   labels = {split: np.zeros(spec.num_videos, np.int32) for split, spec in specs.items()}
   pool = None
+  workers = min(workers, len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity')
+                else os.cpu_count() or 1)
   if extractor.parallel and workers > 1 and total >= POOL_MIN_VIDEOS:
-    # spawn: the caller may hold JAX's threads, which a forked child would inherit broken.
-    pool = multiprocessing.get_context('spawn').Pool(workers)
+    # spawn: the caller may hold JAX's threads, which a forked child would inherit broken. A
+    # worker that dies (e.g. a script without `if __name__ == '__main__':`) raises
+    # BrokenProcessPool here instead of hanging.
+    pool = concurrent.futures.ProcessPoolExecutor(workers, multiprocessing.get_context('spawn'))
   try:
-    results = pool.imap(_extract, jobs) if pool else map(_extract, jobs)
+    results = pool.map(_extract, jobs) if pool else map(_extract, jobs)
     for job, (start, got, dim) in zip(jobs, results):
       labels[job[2]][start:start + len(got)] = got
       meta['feature_dim'] = dim
@@ -271,10 +283,13 @@ def _build(tmp: str, specs: dict, extractor, violent: tuple, workers: int, meta:
         logging.info('extracted %d/%d videos (%d%%), %.0f videos/s, %.0f s left', done, total,
                      100 * done // total, rate, (total - done) / rate)
         next_log += every
+  except concurrent.futures.process.BrokenProcessPool as e:
+    raise RuntimeError('a feature-extraction worker died; a script that extracts must guard its '
+                       "entry point with `if __name__ == '__main__':` (workers are spawned), or "
+                       'pass workers=1') from e
   finally:
     if pool:
-      pool.terminate()
-      pool.join()
+      pool.shutdown(wait=True, cancel_futures=True)
   v = np.isin(np.array(CLASS_NAMES), list(violent))
   for split, lab in labels.items():
     with open(os.path.join(tmp, f'{split}.csv'), 'w') as f:
@@ -289,15 +304,18 @@ def _build(tmp: str, specs: dict, extractor, violent: tuple, workers: int, meta:
 
 
 def synthetic_feature_lists(data_cfg, seed: int, extractor: str = 'descriptor',
-                            cache_dir: str = '', workers: int = 2) -> dict[str, str]:
+                            cache_dir: str = '', workers: int | None = None) -> dict[str, str]:
   """{split: path of its `path,label` list} of the built-in videos' features (built once).
 
   data_cfg (ConfigDict): height, width, num_frames (frames a video), num_train, num_validation,
   num_test, window (anomaly window min/max frames), min_event_px, violent_classes (default
   VIOLENT_CLASSES), violent_fraction (P(a video is of a violent class); the rest are Normal and
   the other anomaly classes in the synthetic default proportions). Labels: VIOLENCE_CLASSES.
-  workers: processes extracting with the numpy descriptor (a plain loop below POOL_MIN_VIDEOS).
+  workers: processes running the numpy descriptor (None: data_cfg.extract_workers, default 2;
+  1, or fewer than POOL_MIN_VIDEOS videos: a plain loop). Trunk extractors run in this process.
   """
+  if workers is None:
+    workers = int(data_cfg.get('extract_workers', 2))
   specs = split_specs(data_cfg, seed)
   violent = tuple(data_cfg.get('violent_classes', VIOLENT_CLASSES))
   ex = make_extractor(extractor)

@@ -41,17 +41,20 @@ class ClassGap:
   consecutive evaluations multiplies the learning rate by `lr_factor` (then counts again from
   0); above `stop_gap` for `stop_patience` consecutive evaluations stops the run with the seed's
   recommendation. Defaults are the seed's: 0.15 / 0.25 / 0.20 x5 -> lr x0.5 / 0.30 x3 -> stop.
+  Evaluations before `start_step` (e.g. the warmup: at step 0 a network is arbitrary, and the
+  seed's own gates look at epoch 10) are logged but neither counted nor acted on.
   """
 
   def __init__(self, metric: str = 'per_class_gap', per_class: str = 'per_class_accuracy',
                warn: float = 0.15, critical: float = 0.25, lr_gap: float = 0.20,
                lr_patience: int = 5, lr_factor: float = 0.5, stop_gap: float = 0.30,
-               stop_patience: int = 3, restore_best_on_lr: bool = False):
+               stop_patience: int = 3, restore_best_on_lr: bool = False, start_step: int = 0):
     self.metric, self.per_class = metric, per_class
     self.warn, self.critical = warn, critical
     self.lr_gap, self.lr_patience, self.lr_factor = lr_gap, lr_patience, lr_factor
     self.stop_gap, self.stop_patience = stop_gap, stop_patience
     self.restore_best_on_lr = restore_best_on_lr
+    self.start_step = start_step
     self.over_lr = 0      # consecutive evaluations with gap > lr_gap (since the last lr change)
     self.over_stop = 0    # consecutive evaluations with gap > stop_gap
 
@@ -77,6 +80,8 @@ class ClassGap:
                           level='warning'))
     else:
       out.append(Decision('log', f'per-class accuracy gap {gap:.3f} ({shown})'))
+    if step < self.start_step:
+      return out
     self.over_lr = self.over_lr + 1 if gap > self.lr_gap else 0
     self.over_stop = self.over_stop + 1 if gap > self.stop_gap else 0
     if self.over_stop >= self.stop_patience:
