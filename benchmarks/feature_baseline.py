@@ -1,7 +1,7 @@
 """Linear baseline of a violence feature set: how much a time-averaged feature already tells.
 
   python benchmarks/feature_baseline.py --lists=TRAIN_CSV,VALIDATION_CSV,TEST_CSV
-  python benchmarks/feature_baseline.py --lists=CACHE_KEY_DIR        # holds {train,validation,test}.csv
+  python benchmarks/feature_baseline.py --lists=CACHE_KEY_DIR   # has {train,validation,test}.csv
   python benchmarks/feature_baseline.py --config=configs/violence.py:local --seeds=0,1,2
 
 Each video's features are averaged over all its T vectors (--pool=meanmax: mean and max
@@ -81,8 +81,9 @@ def _print(name, r, class_names, source_labels=None):
         f'{r["auc"]:.3f}  per class: {per}')
   if source_labels is not None:          # built-in sets: accuracy by synthetic class
     from vad_jax.classes import CLASS_NAMES
+    right = r['pred'] == r['y']
     print('    by synthetic class: ' + ', '.join(
-        f'{CLASS_NAMES[c]} {np.mean(r["pred"][source_labels == c] == r["y"][source_labels == c]):.2f}'
+        f'{CLASS_NAMES[c]} {right[source_labels == c].mean():.2f}'
         for c in np.unique(source_labels)))
 
 

@@ -109,6 +109,7 @@ BAD = {  # name: (list line 2 after the header, files to write {name: array}, ma
     '1-D array': ('x.npy,0', {'x.npy': np.zeros(4)}, r'x.npy.*\(4,\)'),
     '4-D array': ('x.npy,0', {'x.npy': np.zeros((4, 2, 2, 5))}, r'x.npy.*\(4, 2, 2, 5\)'),
     'no vectors': ('x.npy,0', {'x.npy': np.zeros((0, 5))}, r'x.npy.*\(0, 5\)'),
+    'no crops': ('x.npy,0', {'x.npy': np.zeros((4, 0, 5))}, r'x.npy.*\(4, 0, 5\)'),
     'integer features': ('x.npy,0', {'x.npy': np.zeros((4, 5), np.int64)}, 'x.npy.*int64'),
     'feature size differs': ('x.npy,0', {'x.npy': np.zeros((4, 7))}, 'x.npy.*7.*:2'),
     'not an npy file': ('x.npy,0', {'x.npy': None}, 'x.npy'),

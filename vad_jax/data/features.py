@@ -61,7 +61,7 @@ class FeatureSequences:
     self.class_names = tuple(class_names)
     self.clip_len = int(clip_len)
     self.crops = crops
-    self.paths, labels, lengths, self._ndims = [], [], [], []
+    self.paths, labels, lengths = [], [], []
     self._feature_dim, first = None, None
     index = {name: i for i, name in enumerate(self.class_names)}
     base = os.path.dirname(os.path.abspath(list_path))
@@ -89,8 +89,9 @@ class FeatureSequences:
                 f'[T, crops, F]')
         if not np.issubdtype(arr.dtype, np.floating):
           _fail(where, f'{full!r} has dtype {arr.dtype}; expected float features')
-        if arr.shape[0] == 0 or (arr.ndim == 3 and arr.shape[1] == 0):
-          _fail(where, f'{full!r} has shape {arr.shape}: no feature vectors')
+        if 0 in arr.shape:
+          _fail(where, f'{full!r} has shape {arr.shape}: an empty axis (no vectors, crops or '
+                'features)')
         dim = arr.shape[-1]
         if self._feature_dim is None:
           self._feature_dim, first = dim, where
@@ -98,7 +99,6 @@ class FeatureSequences:
           _fail(where, f'{full!r} has {dim} features a vector; {first} has {self._feature_dim}')
         self.paths.append(full)
         lengths.append(arr.shape[0])
-        self._ndims.append(arr.ndim)
     if not self.paths:
       raise ValueError(f'{list_path}: lists no videos')
     self._labels = np.asarray(labels, np.int32)

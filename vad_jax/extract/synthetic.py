@@ -23,7 +23,6 @@ Extractors, by name:
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import hashlib
 import json
@@ -31,6 +30,8 @@ import multiprocessing
 import os
 import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 from absl import logging
@@ -76,8 +77,9 @@ def violence_class_probs(violent_classes=VIOLENT_CLASSES, violent_fraction: floa
 
 def split_specs(data_cfg, seed: int) -> dict[str, SyntheticSpec]:
   """The SyntheticSpec of each split described by `data_cfg` (see synthetic_feature_lists)."""
-  base = SyntheticSpec(normal_fraction=data_cfg.get('normal_fraction', SyntheticSpec.normal_fraction),
-                       class_imbalance=data_cfg.get('class_imbalance', SyntheticSpec.class_imbalance))
+  default = SyntheticSpec()
+  base = SyntheticSpec(normal_fraction=data_cfg.get('normal_fraction', default.normal_fraction),
+                       class_imbalance=data_cfg.get('class_imbalance', default.class_imbalance))
   probs = violence_class_probs(tuple(data_cfg.get('violent_classes', VIOLENT_CLASSES)),
                                float(data_cfg.violent_fraction), base)
   counts = {'train': data_cfg.num_train, 'validation': data_cfg.num_validation,
@@ -271,7 +273,7 @@ def _build(tmp: str, specs: dict, extractor, violent: tuple, workers: int, meta:
     # spawn: the caller may hold JAX's threads, which a forked child would inherit broken. A
     # worker that dies (e.g. a script without `if __name__ == '__main__':`) raises
     # BrokenProcessPool here instead of hanging.
-    pool = concurrent.futures.ProcessPoolExecutor(workers, multiprocessing.get_context('spawn'))
+    pool = ProcessPoolExecutor(workers, multiprocessing.get_context('spawn'))
   try:
     results = pool.map(_extract, jobs) if pool else map(_extract, jobs)
     for job, (start, got, dim) in zip(jobs, results):
@@ -283,7 +285,7 @@ def _build(tmp: str, specs: dict, extractor, violent: tuple, workers: int, meta:
         logging.info('extracted %d/%d videos (%d%%), %.0f videos/s, %.0f s left', done, total,
                      100 * done // total, rate, (total - done) / rate)
         next_log += every
-  except concurrent.futures.process.BrokenProcessPool as e:
+  except BrokenProcessPool as e:
     raise RuntimeError('a feature-extraction worker died; a script that extracts must guard its '
                        "entry point with `if __name__ == '__main__':` (workers are spawned), or "
                        'pass workers=1') from e
@@ -294,7 +296,8 @@ def _build(tmp: str, specs: dict, extractor, violent: tuple, workers: int, meta:
   for split, lab in labels.items():
     with open(os.path.join(tmp, f'{split}.csv'), 'w') as f:
       f.write('path,label\n')
-      f.writelines(f'{split}/{i:05d}.npy,{VIOLENCE_CLASSES[int(v[c])]}\n' for i, c in enumerate(lab))
+      f.writelines(f'{split}/{i:05d}.npy,{VIOLENCE_CLASSES[int(v[c])]}\n'
+                   for i, c in enumerate(lab))
     meta['class_counts'][split] = {CLASS_NAMES[c]: int(n) for c, n in
                                    zip(*np.unique(lab, return_counts=True))}
   np.savez(os.path.join(tmp, 'source_labels.npz'), **labels)

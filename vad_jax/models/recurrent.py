@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import flax.linen as nn
 from flax.linen.recurrent import DenseParams  # OptimizedLSTMCell's parameter layout
 
-__all__ = ["BiLSTM", "bilstm_param_count", "KerasLSTMCell", "keras_lstm", "keras_bidirectional_lstm",
-           "keras_dropout_masks"]
+__all__ = ["BiLSTM", "bilstm_param_count", "KerasLSTMWeights", "KerasLSTM", "KerasBidirectionalLSTM",
+           "keras_lstm", "keras_bidirectional_lstm", "keras_dropout_masks"]
 
 
 def bilstm_param_count(in_features: int, hidden: int, num_layers: int) -> int:
@@ -80,19 +80,150 @@ def _keras_bias_init(unit_forget_bias: bool):
     return init
 
 
-class KerasLSTMCell(nn.RNNCellBase):
-    """LSTM cell with Keras 3 ``LSTM(dropout=, recurrent_dropout=)`` semantics; carry (c, h) [..., h].
+class KerasLSTMWeights(nn.Module):
+    """The parameters of one Keras LSTM direction, in ``nn.OptimizedLSTMCell``'s layout:
+    ``i{i,f,g,o}/kernel`` [in, h] and ``h{i,f,g,o}/{kernel [h, h], bias [h]}`` (Keras gate order
+    i, f, c, o), Keras-style init (glorot-uniform input kernels, orthogonal recurrent ones, forget
+    bias 1). ``__call__(inputs [..., in])`` -> ``(kx [4, in, h], kh [4, h, h], b [4h])`` in
+    ``param_dtype``. Lives at ``.../cell`` (the path ``nn.RNN`` gave the cell).
+    """
 
-    Same maths and parameters as ``nn.OptimizedLSTMCell`` (``i{i,f,g,o}/kernel`` [in, h],
-    ``h{i,f,g,o}/{kernel [h, h], bias [h]}``; Keras gate order i, f, c, o; sigmoid gates, tanh),
-    Keras-style init (glorot-uniform input kernels, orthogonal recurrent ones, forget bias 1).
-    When ``deterministic=False`` (needs the 'dropout' rng) it applies Keras' dropout: masks
-    from :func:`keras_dropout_masks`, drawn per sequence and the SAME at every time step, which
-    holds when the cell runs in ``nn.RNN(..., split_rngs={'params': False, 'dropout': False})``
-    (every step then draws from the same key; use :func:`keras_lstm`). Per-gate masks
-    (``recurrent_dropout > 0``): gate g sees ``(x * mx[g]) @ Wx_g + (h * mh[g]) @ Wh_g + b_g``.
+    features: int
+    unit_forget_bias: bool = True
+    kernel_init: Any = nn.initializers.glorot_uniform()
+    recurrent_kernel_init: Any = nn.initializers.orthogonal()
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, inputs):
+        h0 = jnp.zeros((self.features,), self.param_dtype)  # only its shape is used
+        kx, kh, b = [], [], []
+        for g in _GATES:
+            kx.append(DenseParams(self.features, use_bias=False, param_dtype=self.param_dtype,
+                                  kernel_init=self.kernel_init, name=f"i{g}")(inputs)[0])
+            k, bias = DenseParams(self.features, use_bias=True, param_dtype=self.param_dtype,
+                                  kernel_init=self.recurrent_kernel_init,
+                                  bias_init=_keras_bias_init(self.unit_forget_bias and g == "f"),
+                                  name=f"h{g}")(h0)
+            kh.append(k)
+            b.append(bias)
+        return jnp.stack(kx), jnp.stack(kh), jnp.concatenate(b)
+
+
+def _check_rates(dropout: float, recurrent_dropout: float):
+    for name, r in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
+        if not 0.0 <= r < 1.0:
+            raise ValueError(f"Keras LSTM: {name} must be in [0, 1), got {r}")
+
+
+def _direction(module, x):
+    """Inside ``module``'s compact method: its ``cell`` parameters and its dropout masks for
+    the sequence batch ``x`` [B, T, F] (drawn ONCE here from ``module``'s 'dropout' rng, so
+    each direction draws its own) -> ``(kx, kh, b, mx, mh)``, masks None where unused."""
+    _check_rates(module.dropout, module.recurrent_dropout)
+    kx, kh, b = KerasLSTMWeights(module.features, unit_forget_bias=module.unit_forget_bias,
+                                 kernel_init=module.kernel_init,
+                                 recurrent_kernel_init=module.recurrent_kernel_init,
+                                 param_dtype=module.param_dtype, name="cell")(x)
+    mx = mh = None
+    if not module.deterministic and (module.dropout > 0 or module.recurrent_dropout > 0):
+        bsz, _, fin = x.shape
+        mx, mh = keras_dropout_masks(module.make_rng("dropout"), (bsz, fin), (bsz, module.features),
+                                     module.dropout, module.recurrent_dropout, module.dtype)
+    return kx, kh, b, mx, mh
+
+
+def _keras_lstm_scan(x, directions, reverse, *, dtype, param_dtype, unroll):
+    """Runs D LSTM directions over ``x`` [B, T, F] in one ``lax.scan`` -> [B, T, D*h]
+    (direction d's outputs at [..., d*h:(d+1)*h], all in time order).
+
+    ``directions``: D tuples ``(kx [4,F,h], kh [4,h,h], b [4h], mx, mh)`` from
+    :func:`_direction` (the same mask layout for all); ``reverse``: D bools (True: the direction
+    reads time backwards, as Keras' backward layer; its outputs are flipped back). The input part
+    ``(x * mx[g]) @ Wx_g + b_g`` of every gate, step and direction is one batched matmul before
+    the scan (one [B*T, F] @ [F, D*4h] matmul when there is no per-gate mask); the scan only adds
+    the recurrent part ``(h * mh[g]) @ Wh_g``. Masks are fixed over time (Keras semantics).
+    """
+    bsz, t, fin = x.shape
+    nd, hdim = len(directions), directions[0][1].shape[-1]
+    x = x.astype(dtype)
+    kx = jnp.stack([d[0] for d in directions]).astype(dtype)   # [D, 4, F, h]
+    kh = jnp.stack([d[1] for d in directions]).astype(dtype)   # [D, 4, h, h]
+    b = jnp.stack([d[2] for d in directions]).astype(dtype)    # [D, 4h]
+    mx = None if directions[0][3] is None else jnp.stack([d[3] for d in directions])
+    mh = None if directions[0][4] is None else jnp.stack([d[4] for d in directions])
+    # gate-concatenated kernels [D, in, 4h] (column g*h + j = gate g, unit j)
+    cat = lambda k: jnp.moveaxis(k, 1, 2).reshape(nd, k.shape[2], 4 * hdim)
+
+    if mx is None:                          # [B*T, F] @ [F, D*4h]
+        w = jnp.moveaxis(cat(kx), 0, 1).reshape(fin, nd * 4 * hdim)
+        z = (x.reshape(bsz * t, fin) @ w).reshape(bsz, t, nd, 4 * hdim).transpose(1, 2, 0, 3)
+    elif mx.ndim == 3:                      # one mask [D, B, F] shared by the gates
+        z = jnp.einsum("dbtf,dfn->tdbn", x[None] * mx[:, :, None, :], cat(kx))
+    else:                                   # per-gate masks [D, 4, B, F]
+        z = jnp.einsum("dgbtf,dgfh->tdbgh", x[None, None] * mx[:, :, :, None, :], kx)
+        z = z.reshape(t, nd, bsz, 4 * hdim)
+    z = z + b[:, None, :]                                      # [T, D, B, 4h]
+    flip = lambda y: jnp.stack([y[::-1, d] if r else y[:, d] for d, r in enumerate(reverse)], 1)
+    z = flip(z)                                                # step s of direction d at z[s, d]
+
+    if mh is None:
+        khc = cat(kh)                                          # [D, h, 4h]
+        recurrent = lambda h: jnp.einsum("dbk,dkn->dbn", h, khc)
+    else:                                                      # per-gate masks [D, 4, B, h]
+        recurrent = lambda h: jnp.einsum("dgbk,dgkh->dbgh", h[:, None] * mh, kh).reshape(
+            nd, bsz, 4 * hdim)
+    carry_dtype = jnp.promote_types(dtype, param_dtype)
+
+    def step(carry, zt):
+        c, h = carry
+        zt = zt + recurrent(h.astype(dtype))
+        zi, zf, zg, zo = jnp.split(zt, 4, axis=-1)
+        c = (nn.sigmoid(zf) * c + nn.sigmoid(zi) * jnp.tanh(zg)).astype(carry_dtype)
+        h = (nn.sigmoid(zo) * jnp.tanh(c)).astype(carry_dtype)
+        return (c, h), h
+
+    zeros = jnp.zeros((nd, bsz, hdim), carry_dtype)
+    _, ys = jax.lax.scan(step, (zeros, zeros), z, unroll=unroll)   # [T, D, B, h]
+    return flip(ys).transpose(2, 0, 1, 3).reshape(bsz, t, nd * hdim)
+
+
+_UNROLL = 4  # time steps per scan iteration (T = 20 in the seed model); measured on CPU
+
+
+class KerasLSTM(nn.Module):
+    """Keras 3 ``LSTM(features, dropout, recurrent_dropout, return_sequences=True)``:
+    x [B,T,F] -> [B,T,features]; zero initial state, sigmoid gates, tanh.
+
+    Parameters at ``cell/...`` (:class:`KerasLSTMWeights`). When ``deterministic=False`` (needs
+    the 'dropout' rng) it applies Keras' dropout: masks from :func:`keras_dropout_masks`, drawn
+    once per sequence batch and the SAME at every time step; per-gate masks when
+    ``recurrent_dropout > 0``: gate g sees ``(x * mx[g]) @ Wx_g + (h * mh[g]) @ Wh_g + b_g``.
+    ``reverse``: read time backwards, outputs kept in time order (Keras' backward layer).
     Written here because flax's cells have no (per-sequence, per-gate) dropout.
     """
+
+    features: int
+    dropout: float = 0.0
+    recurrent_dropout: float = 0.0
+    deterministic: bool = True
+    reverse: bool = False
+    unroll: int = _UNROLL
+    unit_forget_bias: bool = True
+    kernel_init: Any = nn.initializers.glorot_uniform()
+    recurrent_kernel_init: Any = nn.initializers.orthogonal()
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return _keras_lstm_scan(x, [_direction(self, x)], (self.reverse,), dtype=self.dtype,
+                                param_dtype=self.param_dtype, unroll=self.unroll)
+
+
+class _KerasLSTMDirection(nn.Module):
+    """One direction of :class:`KerasBidirectionalLSTM`: its parameters (``cell/...``) and
+    dropout masks, see :func:`_direction`."""
 
     features: int
     dropout: float = 0.0
@@ -105,78 +236,60 @@ class KerasLSTMCell(nn.RNNCellBase):
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, carry, inputs):
-        for name, r in (("dropout", self.dropout), ("recurrent_dropout", self.recurrent_dropout)):
-            if not 0.0 <= r < 1.0:
-                raise ValueError(f"KerasLSTMCell: {name} must be in [0, 1), got {r}")
-        c, h = carry
-        kx, kh, b = [], [], []
-        for g in _GATES:
-            kx.append(DenseParams(self.features, use_bias=False, param_dtype=self.param_dtype,
-                                  kernel_init=self.kernel_init, name=f"i{g}")(inputs)[0])
-            k, bias = DenseParams(self.features, use_bias=True, param_dtype=self.param_dtype,
-                                  kernel_init=self.recurrent_kernel_init,
-                                  bias_init=_keras_bias_init(self.unit_forget_bias and g == "f"),
-                                  name=f"h{g}")(h)
-            kh.append(k)
-            b.append(bias)
-        x_in, h_in = inputs.astype(self.dtype), h.astype(self.dtype)
-        kx, kh = jnp.stack(kx).astype(self.dtype), jnp.stack(kh).astype(self.dtype)  # [4,in,h] [4,h,h]
-        b = jnp.concatenate(b).astype(self.dtype)                                      # [4h]
-        mx = mh = None
-        if not self.deterministic and (self.dropout > 0 or self.recurrent_dropout > 0):
-            mx, mh = keras_dropout_masks(self.make_rng("dropout"), x_in.shape, h_in.shape,
-                                         self.dropout, self.recurrent_dropout, self.dtype)
+    def __call__(self, x):
+        return _direction(self, x)
 
-        def project(v, k, m):  # v [..., d], k [4, d, h], m None | [..., d] | [4, ..., d] -> [..., 4h]
-            if m is not None and m.ndim > v.ndim:  # per-gate masks: one batched matmul
-                y = jnp.einsum("g...d,gdh->...gh", v * m, k)
-                return y.reshape(*y.shape[:-2], -1)
-            v = v if m is None else v * m
-            return v @ jnp.moveaxis(k, 0, 1).reshape(k.shape[1], -1)
 
-        z = project(x_in, kx, mx) + project(h_in, kh, mh) + b
-        zi, zf, zg, zo = jnp.split(z, 4, axis=-1)
-        new_c = nn.sigmoid(zf) * c + nn.sigmoid(zi) * jnp.tanh(zg)
-        new_h = nn.sigmoid(zo) * jnp.tanh(new_c)
-        return (new_c, new_h), new_h
+class KerasBidirectionalLSTM(nn.Module):
+    """Keras ``Bidirectional(LSTM(features, dropout, recurrent_dropout, return_sequences=True))``:
+    x [B,T,F] -> [B,T,2*features] = [forward, backward], both in time order.
 
-    @nn.nowrap
-    def initialize_carry(self, rng, input_shape):
-        shape = tuple(input_shape[:-1]) + (self.features,)
-        return jnp.zeros(shape, self.param_dtype), jnp.zeros(shape, self.param_dtype)
+    Parameters at ``{forward,backward}_rnn/cell/...`` (as ``nn.Bidirectional`` of ``nn.RNN``
+    gave them, and :class:`BiLSTM` has); each direction draws its own dropout masks (flax folds
+    the module path into ``make_rng``, as Keras' two seed generators differ). Both directions
+    run in one scan (the backward one on reversed time).
+    """
 
-    @property
-    def num_feature_axes(self) -> int:
-        return 1
+    features: int
+    dropout: float = 0.0
+    recurrent_dropout: float = 0.0
+    deterministic: bool = True
+    unroll: int = _UNROLL
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kw = dict(dropout=self.dropout, recurrent_dropout=self.recurrent_dropout,
+                  deterministic=self.deterministic, dtype=self.dtype, param_dtype=self.param_dtype)
+        fwd = _KerasLSTMDirection(self.features, **kw, name="forward_rnn")(x)
+        bwd = _KerasLSTMDirection(self.features, **kw, name="backward_rnn")(x)
+        return _keras_lstm_scan(x, [fwd, bwd], (False, True), dtype=self.dtype,
+                                param_dtype=self.param_dtype, unroll=self.unroll)
 
 
 def keras_lstm(features: int, *, dropout: float = 0.0, recurrent_dropout: float = 0.0,
                deterministic: bool = True, dtype: Any = jnp.float32,
-               param_dtype: Any = jnp.float32, **module_kwargs) -> nn.RNN:
+               param_dtype: Any = jnp.float32, **module_kwargs) -> KerasLSTM:
     """Keras ``LSTM(features, dropout, recurrent_dropout, return_sequences=True)``:
-    x [B,T,F] -> [B,T,features]. An ``nn.RNN`` of :class:`KerasLSTMCell` whose 'dropout' rng is
-    not split over steps, so the masks are fixed over time; zero initial state.
-    ``module_kwargs`` go to ``nn.RNN`` (``name``; ``parent=None`` leaves it unbound for a
-    wrapper such as ``nn.Bidirectional`` to adopt).
+    x [B,T,F] -> [B,T,features], a :class:`KerasLSTM`. ``module_kwargs`` go to it (``name``,
+    ``reverse``, ``unroll``, ``parent``).
     """
-    cell = KerasLSTMCell(features, dropout=dropout, recurrent_dropout=recurrent_dropout,
-                         deterministic=deterministic, dtype=dtype, param_dtype=param_dtype,
-                         parent=None)
-    return nn.RNN(cell, split_rngs={"params": False, "dropout": False}, **module_kwargs)
+    return KerasLSTM(features, dropout=dropout, recurrent_dropout=recurrent_dropout,
+                     deterministic=deterministic, dtype=dtype, param_dtype=param_dtype,
+                     **module_kwargs)
 
 
 def keras_bidirectional_lstm(features: int, *, dropout: float = 0.0, recurrent_dropout: float = 0.0,
                              deterministic: bool = True, dtype: Any = jnp.float32,
-                             param_dtype: Any = jnp.float32, name: str | None = None) -> nn.Bidirectional:
+                             param_dtype: Any = jnp.float32,
+                             name: str | None = None) -> KerasBidirectionalLSTM:
     """Keras ``Bidirectional(LSTM(features, dropout, recurrent_dropout, return_sequences=True))``:
-    x [B,T,F] -> [B,T,2*features] = [forward, backward], both in time order.
-
-    Call inside a compact method (binds there). Paths ``{name}/{forward,backward}_rnn/cell/...``
-    as in :class:`BiLSTM`; flax folds the module path into ``make_rng``, so the two directions
-    draw different dropout masks (as Keras' two seed generators do).
+    x [B,T,F] -> [B,T,2*features] = [forward, backward], both in time order; a
+    :class:`KerasBidirectionalLSTM`. Call inside a compact method (binds there). Paths
+    ``{name}/{forward,backward}_rnn/cell/...`` as in :class:`BiLSTM`; the two directions draw
+    different dropout masks.
     """
-    rnn = lambda: keras_lstm(features, dropout=dropout, recurrent_dropout=recurrent_dropout,
-                             deterministic=deterministic, dtype=dtype, param_dtype=param_dtype,
-                             parent=None)
-    return nn.Bidirectional(rnn(), rnn(), name=name)
+    return KerasBidirectionalLSTM(features, dropout=dropout, recurrent_dropout=recurrent_dropout,
+                                  deterministic=deterministic, dtype=dtype,
+                                  param_dtype=param_dtype, name=name)
