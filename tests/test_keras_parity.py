@@ -11,7 +11,6 @@ import os
 os.environ["KERAS_BACKEND"] = "jax"
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
@@ -20,28 +19,6 @@ keras = pytest.importorskip("keras")
 from vad_jax.convert.keras import bilstm_from_keras, efficientnet_from_keras, read_keras_weights  # noqa: E402
 from vad_jax.models.efficientnet import IMAGENET_MEAN, IMAGENET_STD, EfficientNet, preprocess  # noqa: E402
 from vad_jax.models.recurrent import BiLSTM  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def fast_keras_init():
-    """Draw Keras initial weights with numpy: jax.random compiles once per weight shape
-    (~160 compiles, ~30 s for B0 on 2 CPU cores); the values are arbitrary anyway."""
-    from keras.src import backend
-
-    rng = np.random.default_rng(123)
-    mod = backend.random
-    patched = {
-        "truncated_normal": lambda shape, mean=0.0, stddev=1.0, dtype=None, seed=None: jnp.asarray(
-            np.clip(rng.standard_normal(shape), -2, 2) * stddev + mean, dtype or "float32"),
-        "normal": lambda shape, mean=0.0, stddev=1.0, dtype=None, seed=None: jnp.asarray(
-            rng.standard_normal(shape) * stddev + mean, dtype or "float32"),
-        "uniform": lambda shape, minval=0.0, maxval=1.0, dtype=None, seed=None: jnp.asarray(
-            rng.uniform(minval, maxval, shape), dtype or "float32"),
-    }
-    with pytest.MonkeyPatch.context() as mp:
-        for name, fn in patched.items():
-            mp.setattr(mod, name, fn)
-        yield
 
 
 @pytest.fixture(scope="module")

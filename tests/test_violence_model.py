@@ -44,27 +44,6 @@ SEED_BN_STATS = 2 * (512 + 192 + 192 + 128 + 128 + 64)  # moving mean + variance
 assert SEED_TRAINABLE == 2_946_371 and SEED_BN_STATS == 2_432
 
 
-@pytest.fixture(scope='module')
-def fast_keras_init():
-  """Keras initialisers drawn with numpy: jax.random compiles once per weight shape; the values
-  are replaced or arbitrary anyway."""
-  from keras.src import backend
-
-  rng = np.random.default_rng(123)
-  patched = {
-      'truncated_normal': lambda shape, mean=0.0, stddev=1.0, dtype=None, seed=None: jnp.asarray(
-          np.clip(rng.standard_normal(shape), -2, 2) * stddev + mean, dtype or 'float32'),
-      'normal': lambda shape, mean=0.0, stddev=1.0, dtype=None, seed=None: jnp.asarray(
-          rng.standard_normal(shape) * stddev + mean, dtype or 'float32'),
-      'uniform': lambda shape, minval=0.0, maxval=1.0, dtype=None, seed=None: jnp.asarray(
-          rng.uniform(minval, maxval, shape), dtype or 'float32'),
-  }
-  with pytest.MonkeyPatch.context() as mp:
-    for name, fn in patched.items():
-      mp.setattr(backend.random, name, fn)
-    yield
-
-
 def build_keras_violence(rates, t=T, f=F):
   """The seed's Keras model (softmax output), with the given dropout rates."""
   L = keras.layers

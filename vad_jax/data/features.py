@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import csv
 import os
+import threading
 
 import numpy as np
 
 CROPS = ('mean', 'first')
+# np.load parses .npy headers with ast.literal_eval, which is not thread-safe in CPython 3.11
+# ("SystemError: AST constructor recursion depth mismatch" under grain's reader threads).
+_NPY_HEADER_LOCK = threading.Lock()
 
 
 def clip_indices(length: int, clip_len: int, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -137,7 +141,8 @@ class FeatureSequences:
     index = int(index)
     if not 0 <= index < len(self):
       raise IndexError(index)
-    a = np.load(self.paths[index], mmap_mode='r')
+    with _NPY_HEADER_LOCK:
+      a = np.load(self.paths[index], mmap_mode='r')
     if a.ndim == 3:
       a = a.mean(axis=1) if self.crops == 'mean' else a[:, 0]
     return {'features': np.array(a, np.float32), 'label': self._labels[index],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import jax
@@ -130,7 +131,99 @@ def _direction(module, x):
         bsz, _, fin = x.shape
         mx, mh = keras_dropout_masks(module.make_rng("dropout"), (bsz, fin), (bsz, module.features),
                                      module.dropout, module.recurrent_dropout, module.dtype)
+        # Materialise the masks: else XLA fuses the random-bit arithmetic into every consumer
+        # (the [T, B, F] input-gradient fusions recompute it per element: ~15 ms each on CPU).
+        mx, mh = jax.lax.optimization_barrier((mx, mh))
     return kx, kh, b, mx, mh
+
+
+def _recurrent_part(h, k, m):
+    """Gate-stacked recurrent input [4, B, h]: (h * m[g]) @ k[g] (or h @ k[g] when ``m`` is None);
+    h [B, h], k [4, h, h], m None | [4, B, h]."""
+    if m is None:
+        return jnp.einsum("bk,gkh->gbh", h, k)
+    return jnp.einsum("gbk,gkh->gbh", h[None] * m, k)
+
+
+def _recurrence_scan(zx, kh, mh, unroll, save):
+    """Forward LSTM recurrence of D independent directions in one scan (zero initial state).
+    ``zx``: D x [T, 4, B, h] input parts (with bias) of gates i, f, c, o, step s at [s];
+    ``kh``: D x [4, h, h]; ``mh``: D x (None | [4, B, h]). -> (D x [T, B, h] outputs,
+    D x (gates [T, 4, B, h] = sigmoid/tanh'd i, f, g, o; c_prev [T, B, h]; tanh c [T, B, h])
+    when ``save``, else None)."""
+    _, _, bsz, hdim = zx[0].shape
+    dtype = zx[0].dtype
+
+    def step(carry, zt):
+        new, out = [], []
+        for (c, h), z, k, m in zip(carry, zt, kh, mh):
+            a = z + _recurrent_part(h.astype(dtype), k, m)
+            i, f, g, o = nn.sigmoid(a[0]), nn.sigmoid(a[1]), jnp.tanh(a[2]), nn.sigmoid(a[3])
+            c_new = (f * c + i * g).astype(c.dtype)
+            tc = jnp.tanh(c_new)
+            h_new = (o * tc).astype(h.dtype)
+            new.append((c_new, h_new))
+            out.append((h_new, (jnp.stack([i, f, g, o]), c_new)) if save else (h_new, None))
+        return tuple(new), tuple(out)
+
+    zeros = jnp.zeros((bsz, hdim), jnp.promote_types(dtype, kh[0].dtype))
+    _, out = jax.lax.scan(step, tuple((zeros, zeros) for _ in zx), tuple(zx), unroll=unroll)
+    return tuple(o[0] for o in out), (tuple(o[1] for o in out) if save else None)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _lstm_recurrence(zx, kh, mh, unroll):
+    """:func:`_recurrence_scan`'s outputs, with a hand-written gradient: the backward scan only
+    carries (dh, dc) and emits the gate pre-activation cotangents; the recurrent kernels'
+    gradient is then one [h, T*B] @ [T*B, h] matmul a gate instead of T accumulations inside
+    the loop (what autodiff of the scan does). The masks ``mh`` are constants (their cotangent
+    is returned as zeros: they are dropout masks, never trained)."""
+    return _recurrence_scan(zx, kh, mh, unroll[0], save=False)[0]
+
+
+def _lstm_recurrence_fwd(zx, kh, mh, unroll):
+    hs, saved = _recurrence_scan(zx, kh, mh, unroll[0], save=True)
+    return hs, (kh, mh, hs, saved)
+
+
+def _lstm_recurrence_bwd(unroll, res, dhs):
+    kh, mh, hs, saved = res
+    dtype = saved[0][0].dtype
+
+    def step(carry, inp):
+        new, out = [], []
+        for (dh, dc), (dh_out, (gates, c, c_prev)), k, m in zip(carry, inp, kh, mh):
+            i, f, g, o = gates[0], gates[1], gates[2], gates[3]
+            tc = jnp.tanh(c)
+            dh = dh + dh_out
+            dc = dc + dh * o * (1 - tc * tc)
+            da = jnp.stack([dc * g * i * (1 - i), dc * c_prev * f * (1 - f),
+                            dc * i * (1 - g * g), dh * tc * o * (1 - o)]).astype(dtype)
+            dhm = jnp.einsum("gbh,gkh->gbk", da, k)             # da_g @ k_g^T
+            dh_prev = (dhm if m is None else dhm * m).sum(0)
+            new.append((dh_prev.astype(dh.dtype), (dc * f).astype(dc.dtype)))
+            out.append(da)
+        return tuple(new), tuple(out)
+
+    init = tuple((jnp.zeros_like(s[1][0]), jnp.zeros_like(s[1][0])) for s in saved)
+    saved = tuple((g, c, jnp.concatenate([jnp.zeros_like(c[:1]), c[:-1]])) for g, c in saved)
+    _, das = jax.lax.scan(step, init, tuple(zip(dhs, saved)), reverse=True, unroll=unroll[1])
+    dkh = []
+    for h, da, k, m in zip(hs, das, kh, mh):                   # da [T, 4, B, h]
+        t, bsz, hdim = h.shape
+        h_prev = jnp.concatenate([jnp.zeros_like(h[:1]), h[:-1]]).astype(dtype)
+        if m is None:   # sum_t h_prev^T @ da_g: [h, T*B] @ [T*B, 4h]
+            dk = h_prev.reshape(t * bsz, hdim).T @ jnp.moveaxis(da, 1, 2).reshape(t * bsz, 4 * hdim)
+            dk = jnp.moveaxis(dk.reshape(hdim, 4, hdim), 1, 0)
+        else:
+            dk = jnp.stack([(h_prev * m[g]).reshape(t * bsz, hdim).T
+                            @ da[:, g].reshape(t * bsz, hdim) for g in range(4)])
+        dkh.append(dk.astype(k.dtype))
+    dmh = jax.tree.map(jnp.zeros_like, mh)
+    return das, tuple(dkh), dmh
+
+
+_lstm_recurrence.defvjp(_lstm_recurrence_fwd, _lstm_recurrence_bwd)
 
 
 def _keras_lstm_scan(x, directions, reverse, *, dtype, param_dtype, unroll):
@@ -140,55 +233,36 @@ def _keras_lstm_scan(x, directions, reverse, *, dtype, param_dtype, unroll):
     ``directions``: D tuples ``(kx [4,F,h], kh [4,h,h], b [4h], mx, mh)`` from
     :func:`_direction` (the same mask layout for all); ``reverse``: D bools (True: the direction
     reads time backwards, as Keras' backward layer; its outputs are flipped back). The input part
-    ``(x * mx[g]) @ Wx_g + b_g`` of every gate, step and direction is one batched matmul before
-    the scan (one [B*T, F] @ [F, D*4h] matmul when there is no per-gate mask); the scan only adds
-    the recurrent part ``(h * mh[g]) @ Wh_g``. Masks are fixed over time (Keras semantics).
+    ``(x * mx[g]) @ Wx_g + b_g`` of every gate and step is computed before the scan, for all
+    [T*B] rows at once (one [T*B, F] @ [F, 4h] matmul a direction unless the gates have their
+    own masks); the scan (:func:`_lstm_recurrence`) only adds the recurrent part
+    ``(h * mh[g]) @ Wh_g``. The masks are fixed over time (Keras semantics). Plain 2-D matmuls
+    throughout: XLA:CPU's batched dot_general (and its gradient) is several times slower.
     """
     bsz, t, fin = x.shape
-    nd, hdim = len(directions), directions[0][1].shape[-1]
+    hdim = directions[0][1].shape[-1]
     x = x.astype(dtype)
-    kx = jnp.stack([d[0] for d in directions]).astype(dtype)   # [D, 4, F, h]
-    kh = jnp.stack([d[1] for d in directions]).astype(dtype)   # [D, 4, h, h]
-    b = jnp.stack([d[2] for d in directions]).astype(dtype)    # [D, 4h]
-    mx = None if directions[0][3] is None else jnp.stack([d[3] for d in directions])
-    mh = None if directions[0][4] is None else jnp.stack([d[4] for d in directions])
-    # gate-concatenated kernels [D, in, 4h] (column g*h + j = gate g, unit j)
-    cat = lambda k: jnp.moveaxis(k, 1, 2).reshape(nd, k.shape[2], 4 * hdim)
-
-    if mx is None:                          # [B*T, F] @ [F, D*4h]
-        w = jnp.moveaxis(cat(kx), 0, 1).reshape(fin, nd * 4 * hdim)
-        z = (x.reshape(bsz * t, fin) @ w).reshape(bsz, t, nd, 4 * hdim).transpose(1, 2, 0, 3)
-    elif mx.ndim == 3:                      # one mask [D, B, F] shared by the gates
-        z = jnp.einsum("dbtf,dfn->tdbn", x[None] * mx[:, :, None, :], cat(kx))
-    else:                                   # per-gate masks [D, 4, B, F]
-        z = jnp.einsum("dgbtf,dgfh->tdbgh", x[None, None] * mx[:, :, :, None, :], kx)
-        z = z.reshape(t, nd, bsz, 4 * hdim)
-    z = z + b[:, None, :]                                      # [T, D, B, 4h]
-    flip = lambda y: jnp.stack([y[::-1, d] if r else y[:, d] for d, r in enumerate(reverse)], 1)
-    z = flip(z)                                                # step s of direction d at z[s, d]
-
-    if mh is None:
-        khc = cat(kh)                                          # [D, h, 4h]
-        recurrent = lambda h: jnp.einsum("dbk,dkn->dbn", h, khc)
-    else:                                                      # per-gate masks [D, 4, B, h]
-        recurrent = lambda h: jnp.einsum("dgbk,dgkh->dbgh", h[:, None] * mh, kh).reshape(
-            nd, bsz, 4 * hdim)
-    carry_dtype = jnp.promote_types(dtype, param_dtype)
-
-    def step(carry, zt):
-        c, h = carry
-        zt = zt + recurrent(h.astype(dtype))
-        zi, zf, zg, zo = jnp.split(zt, 4, axis=-1)
-        c = (nn.sigmoid(zf) * c + nn.sigmoid(zi) * jnp.tanh(zg)).astype(carry_dtype)
-        h = (nn.sigmoid(zo) * jnp.tanh(c)).astype(carry_dtype)
-        return (c, h), h
-
-    zeros = jnp.zeros((nd, bsz, hdim), carry_dtype)
-    _, ys = jax.lax.scan(step, (zeros, zeros), z, unroll=unroll)   # [T, D, B, h]
-    return flip(ys).transpose(2, 0, 1, 3).reshape(bsz, t, nd * hdim)
+    zs, khs, mhs = [], [], []
+    for (kx, kh, b, mx, mh), rev in zip(directions, reverse):
+        kx, b = kx.astype(dtype), b.astype(dtype).reshape(4, 1, hdim)
+        # batch-major [B*T, F] rows (no transpose or time flip of x, nor of its gradient)
+        if mx is not None and mx.ndim == 3:                    # per-gate masks [4, B, F]
+            z = jnp.stack([((x * mx[g][:, None]).reshape(bsz * t, fin) @ kx[g]).reshape(bsz, t, hdim)
+                           for g in range(4)], axis=2)         # [B, T, 4, h]
+        else:                                                  # one mask [B, F] or none
+            xm = x if mx is None else x * mx[:, None]
+            z = xm.reshape(bsz * t, fin) @ jnp.moveaxis(kx, 0, 1).reshape(fin, 4 * hdim)
+            z = z.reshape(bsz, t, 4, hdim)
+        z = jnp.transpose(z, (1, 2, 0, 3))                     # [T, 4, B, h]
+        zs.append((z[::-1] if rev else z) + b)                 # step s of the direction at [s]
+        khs.append(kh.astype(dtype))
+        mhs.append(None if mh is None else jax.lax.stop_gradient(mh.astype(dtype)))
+    ys = _lstm_recurrence(tuple(zs), tuple(khs), tuple(mhs), unroll)   # D x [T, B, h]
+    ys = [y[::-1] if rev else y for y, rev in zip(ys, reverse)]
+    return jnp.swapaxes(jnp.concatenate(ys, axis=-1), 0, 1)
 
 
-_UNROLL = 4  # time steps per scan iteration (T = 20 in the seed model); measured on CPU
+_UNROLL = 1  # time steps per scan iteration (T = 20 in the seed model); measured on CPU
 
 
 class KerasLSTM(nn.Module):
