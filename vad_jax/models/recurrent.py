@@ -131,96 +131,88 @@ def _direction(module, x):
         bsz, _, fin = x.shape
         mx, mh = keras_dropout_masks(module.make_rng("dropout"), (bsz, fin), (bsz, module.features),
                                      module.dropout, module.recurrent_dropout, module.dtype)
-        # Materialise the masks: else XLA fuses the random-bit arithmetic into every consumer
-        # (the [T, B, F] input-gradient fusions recompute it per element: ~15 ms each on CPU).
-        mx, mh = jax.lax.optimization_barrier((mx, mh))
     return kx, kh, b, mx, mh
 
 
-def _recurrent_part(h, k, m):
-    """Gate-stacked recurrent input [4, B, h]: (h * m[g]) @ k[g] (or h @ k[g] when ``m`` is None);
-    h [B, h], k [4, h, h], m None | [4, B, h]."""
-    if m is None:
-        return jnp.einsum("bk,gkh->gbh", h, k)
-    return jnp.einsum("gbk,gkh->gbh", h[None] * m, k)
+# The recurrences below keep every gate as its own [.., B, h] array (tuples of 4), never a
+# stacked [4, B, h] one: XLA:CPU turns "slice a stacked per-step input, then sigmoid/tanh it"
+# into a slow fusion (~4x the whole cell's time), and its batched dot_general is slower than
+# separate 2-D matmuls.
 
-
-def _recurrence_scan(zx, kh, mh, unroll, save):
-    """Forward LSTM recurrence of D independent directions in one scan (zero initial state).
-    ``zx``: D x [T, 4, B, h] input parts (with bias) of gates i, f, c, o, step s at [s];
-    ``kh``: D x [4, h, h]; ``mh``: D x (None | [4, B, h]). -> (D x [T, B, h] outputs,
-    D x (gates [T, 4, B, h] = sigmoid/tanh'd i, f, g, o; c_prev [T, B, h]; tanh c [T, B, h])
-    when ``save``, else None)."""
-    _, _, bsz, hdim = zx[0].shape
-    dtype = zx[0].dtype
+def _recurrence(zx, kh, mh, carry_dtype, unroll, save):
+    """Forward LSTM recurrence of D independent directions in one ``lax.scan``, zero initial
+    state. ``zx``: D x 4 x [T, B, h] input parts (bias included) of gates i, f, c, o, scan step
+    s at [s]; ``kh``: D x 4 x [h, h]; ``mh``: D x (None | 4 x [B, h]) recurrent masks.
+    Gate g: ``zx[g][s] + (h * mh[g]) @ kh[g]``. -> (D x [T, B, h] outputs, and when ``save``
+    D x (i, f, g, o, c) [T, B, h] each, activations and cell states, for the gradient)."""
+    dtype = zx[0][0].dtype
+    bsz, hdim = zx[0][0].shape[1:]
 
     def step(carry, zt):
         new, out = [], []
         for (c, h), z, k, m in zip(carry, zt, kh, mh):
-            a = z + _recurrent_part(h.astype(dtype), k, m)
-            i, f, g, o = nn.sigmoid(a[0]), nn.sigmoid(a[1]), jnp.tanh(a[2]), nn.sigmoid(a[3])
-            c_new = (f * c + i * g).astype(c.dtype)
-            tc = jnp.tanh(c_new)
-            h_new = (o * tc).astype(h.dtype)
-            new.append((c_new, h_new))
-            out.append((h_new, (jnp.stack([i, f, g, o]), c_new)) if save else (h_new, None))
+            hd = h.astype(dtype)
+            r = [(hd if m is None else hd * m[q]) @ k[q] for q in range(4)]
+            i, f = nn.sigmoid(z[0] + r[0]), nn.sigmoid(z[1] + r[1])
+            g, o = jnp.tanh(z[2] + r[2]), nn.sigmoid(z[3] + r[3])
+            c = (f * c + i * g).astype(carry_dtype)
+            h = (o * jnp.tanh(c)).astype(carry_dtype)
+            new.append((c, h))
+            out.append((h, (i, f, g, o, c) if save else None))
         return tuple(new), tuple(out)
 
-    zeros = jnp.zeros((bsz, hdim), jnp.promote_types(dtype, kh[0].dtype))
+    zeros = jnp.zeros((bsz, hdim), carry_dtype)
     _, out = jax.lax.scan(step, tuple((zeros, zeros) for _ in zx), tuple(zx), unroll=unroll)
     return tuple(o[0] for o in out), (tuple(o[1] for o in out) if save else None)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _lstm_recurrence(zx, kh, mh, unroll):
-    """:func:`_recurrence_scan`'s outputs, with a hand-written gradient: the backward scan only
-    carries (dh, dc) and emits the gate pre-activation cotangents; the recurrent kernels'
-    gradient is then one [h, T*B] @ [T*B, h] matmul a gate instead of T accumulations inside
-    the loop (what autodiff of the scan does). The masks ``mh`` are constants (their cotangent
-    is returned as zeros: they are dropout masks, never trained)."""
-    return _recurrence_scan(zx, kh, mh, unroll[0], save=False)[0]
+@partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _lstm_recurrence(zx, kh, mh, carry_dtype, unroll):
+    """:func:`_recurrence`'s outputs, with a hand-written gradient: the backward scan only
+    carries (dh, dc) and emits the gate pre-activation cotangents (= those of ``zx``); the
+    recurrent kernels' gradient is then one [h, T*B] @ [T*B, h] matmul a gate after the loop,
+    instead of T accumulations inside it (autodiff of the scan). The masks ``mh`` are constants
+    (dropout masks: their cotangent is returned as zeros)."""
+    return _recurrence(zx, kh, mh, carry_dtype, unroll, save=False)[0]
 
 
-def _lstm_recurrence_fwd(zx, kh, mh, unroll):
-    hs, saved = _recurrence_scan(zx, kh, mh, unroll[0], save=True)
+def _lstm_recurrence_fwd(zx, kh, mh, carry_dtype, unroll):
+    hs, saved = _recurrence(zx, kh, mh, carry_dtype, unroll, save=True)
     return hs, (kh, mh, hs, saved)
 
 
-def _lstm_recurrence_bwd(unroll, res, dhs):
+def _lstm_recurrence_bwd(carry_dtype, unroll, res, dhs):
     kh, mh, hs, saved = res
     dtype = saved[0][0].dtype
+    shift = lambda a: jnp.concatenate([jnp.zeros_like(a[:1]), a[:-1]])  # value at the step before
+    khT = tuple(tuple(k.T for k in ks) for ks in kh)
 
     def step(carry, inp):
         new, out = [], []
-        for (dh, dc), (dh_out, (gates, c, c_prev)), k, m in zip(carry, inp, kh, mh):
-            i, f, g, o = gates[0], gates[1], gates[2], gates[3]
+        for (dh, dc), (dh_out, (i, f, g, o, c, c_prev)), kT, m in zip(carry, inp, khT, mh):
             tc = jnp.tanh(c)
             dh = dh + dh_out
             dc = dc + dh * o * (1 - tc * tc)
-            da = jnp.stack([dc * g * i * (1 - i), dc * c_prev * f * (1 - f),
-                            dc * i * (1 - g * g), dh * tc * o * (1 - o)]).astype(dtype)
-            dhm = jnp.einsum("gbh,gkh->gbk", da, k)             # da_g @ k_g^T
-            dh_prev = (dhm if m is None else dhm * m).sum(0)
-            new.append((dh_prev.astype(dh.dtype), (dc * f).astype(dc.dtype)))
+            da = tuple(a.astype(dtype) for a in (dc * g * i * (1 - i), dc * c_prev * f * (1 - f),
+                                                 dc * i * (1 - g * g), dh * tc * o * (1 - o)))
+            dhm = [da[q] @ kT[q] for q in range(4)]             # d(h * m_q) of each gate
+            dh_prev = sum(dhm) if m is None else sum(dhm[q] * m[q] for q in range(4))
+            new.append((dh_prev.astype(carry_dtype), (dc * f).astype(carry_dtype)))
             out.append(da)
         return tuple(new), tuple(out)
 
-    init = tuple((jnp.zeros_like(s[1][0]), jnp.zeros_like(s[1][0])) for s in saved)
-    saved = tuple((g, c, jnp.concatenate([jnp.zeros_like(c[:1]), c[:-1]])) for g, c in saved)
-    _, das = jax.lax.scan(step, init, tuple(zip(dhs, saved)), reverse=True, unroll=unroll[1])
+    zeros = jnp.zeros(hs[0].shape[1:], carry_dtype)
+    inputs = tuple((dh, (*s, shift(s[4]))) for dh, s in zip(dhs, saved))
+    _, das = jax.lax.scan(step, tuple((zeros, zeros) for _ in hs), inputs, reverse=True,
+                          unroll=unroll)                        # D x 4 x [T, B, h]
     dkh = []
-    for h, da, k, m in zip(hs, das, kh, mh):                   # da [T, 4, B, h]
+    for h, da, ks, m in zip(hs, das, kh, mh):                  # sum over steps of h_prev^T @ da
         t, bsz, hdim = h.shape
-        h_prev = jnp.concatenate([jnp.zeros_like(h[:1]), h[:-1]]).astype(dtype)
-        if m is None:   # sum_t h_prev^T @ da_g: [h, T*B] @ [T*B, 4h]
-            dk = h_prev.reshape(t * bsz, hdim).T @ jnp.moveaxis(da, 1, 2).reshape(t * bsz, 4 * hdim)
-            dk = jnp.moveaxis(dk.reshape(hdim, 4, hdim), 1, 0)
-        else:
-            dk = jnp.stack([(h_prev * m[g]).reshape(t * bsz, hdim).T
-                            @ da[:, g].reshape(t * bsz, hdim) for g in range(4)])
-        dkh.append(dk.astype(k.dtype))
-    dmh = jax.tree.map(jnp.zeros_like, mh)
-    return das, tuple(dkh), dmh
+        h_prev = shift(h).astype(dtype)
+        rows = lambda a: a.reshape(t * bsz, hdim)
+        dkh.append(tuple((rows(h_prev if m is None else h_prev * m[q]).T @ rows(da[q])).astype(k.dtype)
+                         for q, k in enumerate(ks)))
+    return das, tuple(dkh), jax.tree.map(jnp.zeros_like, mh)
 
 
 _lstm_recurrence.defvjp(_lstm_recurrence_fwd, _lstm_recurrence_bwd)
@@ -234,30 +226,30 @@ def _keras_lstm_scan(x, directions, reverse, *, dtype, param_dtype, unroll):
     :func:`_direction` (the same mask layout for all); ``reverse``: D bools (True: the direction
     reads time backwards, as Keras' backward layer; its outputs are flipped back). The input part
     ``(x * mx[g]) @ Wx_g + b_g`` of every gate and step is computed before the scan, for all
-    [T*B] rows at once (one [T*B, F] @ [F, 4h] matmul a direction unless the gates have their
+    [B*T] rows at once (one [B*T, F] @ [F, 4h] matmul a direction unless the gates have their
     own masks); the scan (:func:`_lstm_recurrence`) only adds the recurrent part
-    ``(h * mh[g]) @ Wh_g``. The masks are fixed over time (Keras semantics). Plain 2-D matmuls
-    throughout: XLA:CPU's batched dot_general (and its gradient) is several times slower.
+    ``(h * mh[g]) @ Wh_g``. The masks are fixed over time (Keras semantics).
     """
     bsz, t, fin = x.shape
     hdim = directions[0][1].shape[-1]
     x = x.astype(dtype)
     zs, khs, mhs = [], [], []
     for (kx, kh, b, mx, mh), rev in zip(directions, reverse):
-        kx, b = kx.astype(dtype), b.astype(dtype).reshape(4, 1, hdim)
-        # batch-major [B*T, F] rows (no transpose or time flip of x, nor of its gradient)
+        kx, b = kx.astype(dtype), b.astype(dtype)
         if mx is not None and mx.ndim == 3:                    # per-gate masks [4, B, F]
-            z = jnp.stack([((x * mx[g][:, None]).reshape(bsz * t, fin) @ kx[g]).reshape(bsz, t, hdim)
-                           for g in range(4)], axis=2)         # [B, T, 4, h]
+            z = [((x * mx[q][:, None]).reshape(bsz * t, fin) @ kx[q]).reshape(bsz, t, hdim)
+                 for q in range(4)]
         else:                                                  # one mask [B, F] or none
             xm = x if mx is None else x * mx[:, None]
             z = xm.reshape(bsz * t, fin) @ jnp.moveaxis(kx, 0, 1).reshape(fin, 4 * hdim)
-            z = z.reshape(bsz, t, 4, hdim)
-        z = jnp.transpose(z, (1, 2, 0, 3))                     # [T, 4, B, h]
-        zs.append((z[::-1] if rev else z) + b)                 # step s of the direction at [s]
-        khs.append(kh.astype(dtype))
-        mhs.append(None if mh is None else jax.lax.stop_gradient(mh.astype(dtype)))
-    ys = _lstm_recurrence(tuple(zs), tuple(khs), tuple(mhs), unroll)   # D x [T, B, h]
+            z = jnp.split(z.reshape(bsz, t, 4 * hdim), 4, axis=-1)
+        step_order = (lambda a: a[::-1]) if rev else (lambda a: a)
+        zs.append(tuple(step_order(jnp.swapaxes(zq, 0, 1)) + b[q * hdim:(q + 1) * hdim]
+                        for q, zq in enumerate(z)))           # 4 x [T, B, h], scan order
+        khs.append(tuple(kh.astype(dtype)))
+        mhs.append(None if mh is None else tuple(jax.lax.stop_gradient(mh.astype(dtype))))
+    ys = _lstm_recurrence(tuple(zs), tuple(khs), tuple(mhs),
+                          jnp.promote_types(dtype, param_dtype), unroll)   # D x [T, B, h]
     ys = [y[::-1] if rev else y for y, rev in zip(ys, reverse)]
     return jnp.swapaxes(jnp.concatenate(ys, axis=-1), 0, 1)
 
