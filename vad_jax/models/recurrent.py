@@ -85,8 +85,8 @@ class KerasLSTMWeights(nn.Module):
     """The parameters of one Keras LSTM direction, in ``nn.OptimizedLSTMCell``'s layout:
     ``i{i,f,g,o}/kernel`` [in, h] and ``h{i,f,g,o}/{kernel [h, h], bias [h]}`` (Keras gate order
     i, f, c, o), Keras-style init (glorot-uniform input kernels, orthogonal recurrent ones, forget
-    bias 1). ``__call__(inputs [..., in])`` -> ``(kx [4, in, h], kh [4, h, h], b [4h])`` in
-    ``param_dtype``. Lives at ``.../cell`` (the path ``nn.RNN`` gave the cell).
+    bias 1). ``__call__(inputs [..., in])`` -> per-gate tuples ``(kx 4 x [in, h], kh 4 x [h, h],
+    b 4 x [h])`` in ``param_dtype``. Lives at ``.../cell`` (the path ``nn.RNN`` gave the cell).
     """
 
     features: int
@@ -108,7 +108,7 @@ class KerasLSTMWeights(nn.Module):
                                   name=f"h{g}")(h0)
             kh.append(k)
             b.append(bias)
-        return jnp.stack(kx), jnp.stack(kh), jnp.concatenate(b)
+        return tuple(kx), tuple(kh), tuple(b)
 
 
 def _check_rates(dropout: float, recurrent_dropout: float):
@@ -222,7 +222,7 @@ def _keras_lstm_scan(x, directions, reverse, *, dtype, param_dtype, unroll):
     """Runs D LSTM directions over ``x`` [B, T, F] in one ``lax.scan`` -> [B, T, D*h]
     (direction d's outputs at [..., d*h:(d+1)*h], all in time order).
 
-    ``directions``: D tuples ``(kx [4,F,h], kh [4,h,h], b [4h], mx, mh)`` from
+    ``directions``: D tuples ``(kx 4 x [F,h], kh 4 x [h,h], b 4 x [h], mx, mh)`` from
     :func:`_direction` (the same mask layout for all); ``reverse``: D bools (True: the direction
     reads time backwards, as Keras' backward layer; its outputs are flipped back). The input part
     ``(x * mx[g]) @ Wx_g + b_g`` of every gate and step is computed before the scan, for all
@@ -231,22 +231,22 @@ def _keras_lstm_scan(x, directions, reverse, *, dtype, param_dtype, unroll):
     ``(h * mh[g]) @ Wh_g``. The masks are fixed over time (Keras semantics).
     """
     bsz, t, fin = x.shape
-    hdim = directions[0][1].shape[-1]
+    hdim = directions[0][1][0].shape[-1]
     x = x.astype(dtype)
     zs, khs, mhs = [], [], []
     for (kx, kh, b, mx, mh), rev in zip(directions, reverse):
-        kx, b = kx.astype(dtype), b.astype(dtype)
+        kx = [k.astype(dtype) for k in kx]
         if mx is not None and mx.ndim == 3:                    # per-gate masks [4, B, F]
             z = [((x * mx[q][:, None]).reshape(bsz * t, fin) @ kx[q]).reshape(bsz, t, hdim)
                  for q in range(4)]
         else:                                                  # one mask [B, F] or none
             xm = x if mx is None else x * mx[:, None]
-            z = xm.reshape(bsz * t, fin) @ jnp.moveaxis(kx, 0, 1).reshape(fin, 4 * hdim)
+            z = xm.reshape(bsz * t, fin) @ jnp.concatenate(kx, axis=1)   # [F, 4h]
             z = jnp.split(z.reshape(bsz, t, 4 * hdim), 4, axis=-1)
         step_order = (lambda a: a[::-1]) if rev else (lambda a: a)
-        zs.append(tuple(step_order(jnp.swapaxes(zq, 0, 1)) + b[q * hdim:(q + 1) * hdim]
-                        for q, zq in enumerate(z)))           # 4 x [T, B, h], scan order
-        khs.append(tuple(kh.astype(dtype)))
+        zs.append(tuple(step_order(jnp.swapaxes(zq, 0, 1)) + bq.astype(dtype)
+                        for zq, bq in zip(z, b)))             # 4 x [T, B, h], scan order
+        khs.append(tuple(k.astype(dtype) for k in kh))
         mhs.append(None if mh is None else tuple(jax.lax.stop_gradient(mh.astype(dtype))))
     ys = _lstm_recurrence(tuple(zs), tuple(khs), tuple(mhs),
                           jnp.promote_types(dtype, param_dtype), unroll)   # D x [T, B, h]
