@@ -95,35 +95,42 @@ def test_bilstm_parity(fast_keras_init):
 
 
 def test_config_trunk_weights_loading(keras_b0, tmp_path):
-    """config.model.trunk.weights puts the converted Keras trunk into a model's variables."""
+    """config.model.trunk.weights: the hybrid's `prepare` puts the converted Keras trunk into a
+    fresh run's variables (the rest untouched); bad files and configs are clear errors."""
     from configs import hybrid as hybrid_config
-    from vad_jax.train.pretrained import load_trunk
+    from vad_jax.classes import CLASS_NAMES
+    from vad_jax.data.source import DataInfo
+    from vad_jax.systems.hybrid import HybridSystem
+    from vad_jax.train import loop
 
     path = str(tmp_path / "b0.weights.h5")
     keras_b0.save_weights(path)
     shapes = jax.eval_shape(lambda: EfficientNet(padding="same").init(
         jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32), train=False))
     zeros = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
-    params = {"trunk": zeros["params"], "bilstm": {"w": np.ones(3)}}
-    stats = {"trunk": zeros["batch_stats"]}
+    variables = {"params": {"trunk": zeros["params"], "bilstm": {"w": np.ones(3)}},
+                 "batch_stats": {"trunk": zeros["batch_stats"]}}
     config = hybrid_config.get_config()
     config.model.trunk.weights = path
     config.model.trunk.padding = "same"
-    new_params, new_stats = load_trunk(config, params, stats)
+    info = DataInfo(CLASS_NAMES, np.ones(14), {"video": jax.ShapeDtypeStruct((68, 32, 32, 3), np.uint8)})
+    new = HybridSystem.from_config(config, info).prepare(variables, None)
     want = efficientnet_from_keras(path)
-    for a, b in zip(jax.tree.leaves(new_params["trunk"]), jax.tree.leaves(want["params"])):
+    for a, b in zip(jax.tree.leaves(new["params"]["trunk"]), jax.tree.leaves(want["params"])):
         np.testing.assert_array_equal(a, b)
-    for a, b in zip(jax.tree.leaves(new_stats["trunk"]), jax.tree.leaves(want["batch_stats"])):
+    for a, b in zip(jax.tree.leaves(new["batch_stats"]["trunk"]),
+                    jax.tree.leaves(want["batch_stats"])):
         np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(new_params["bilstm"]["w"], np.ones(3))  # the rest untouched
+    np.testing.assert_array_equal(new["params"]["bilstm"]["w"], np.ones(3))  # the rest untouched
 
     config.model.trunk.padding = "symmetric"
     with pytest.raises(ValueError, match="padding='same'"):
-        load_trunk(config, params, stats)
+        loop.check_config(config)
     config.model.trunk.padding = "same"
     config.model.trunk.width_mult = 0.5
-    with pytest.raises(ValueError):
-        load_trunk(config, params, stats)
+    with pytest.raises(ValueError, match="shape mismatch|do not match"):
+        HybridSystem.from_config(config, info).prepare(variables, None)
+    config.model.trunk.width_mult = 1.0
     config.model.trunk.weights = str(tmp_path / "missing.h5")
     with pytest.raises(FileNotFoundError):
-        load_trunk(config, params, stats)
+        HybridSystem.from_config(config, info).prepare(variables, None)
