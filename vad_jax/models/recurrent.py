@@ -10,8 +10,9 @@ import jax.numpy as jnp
 import flax.linen as nn
 from flax.linen.recurrent import DenseParams  # OptimizedLSTMCell's parameter layout
 
-__all__ = ["BiLSTM", "bilstm_param_count", "KerasLSTMWeights", "KerasLSTM", "KerasBidirectionalLSTM",
-           "keras_lstm", "keras_bidirectional_lstm", "keras_dropout_masks"]
+__all__ = ["BiLSTM", "bilstm_param_count", "KerasLSTMWeights", "KerasLSTM",
+           "KerasBidirectionalLSTM", "keras_lstm", "keras_bidirectional_lstm",
+           "keras_dropout_masks"]
 
 
 def bilstm_param_count(in_features: int, hidden: int, num_layers: int) -> int:
@@ -210,7 +211,8 @@ def _lstm_recurrence_bwd(carry_dtype, unroll, res, dhs):
         t, bsz, hdim = h.shape
         h_prev = shift(h).astype(dtype)
         rows = lambda a: a.reshape(t * bsz, hdim)
-        dkh.append(tuple((rows(h_prev if m is None else h_prev * m[q]).T @ rows(da[q])).astype(k.dtype)
+        masked = lambda q: h_prev if m is None else h_prev * m[q]
+        dkh.append(tuple((rows(masked(q)).T @ rows(da[q])).astype(k.dtype)
                          for q, k in enumerate(ks)))
     return das, tuple(dkh), jax.tree.map(jnp.zeros_like, mh)
 
@@ -254,7 +256,10 @@ def _keras_lstm_scan(x, directions, reverse, *, dtype, param_dtype, unroll):
     return jnp.swapaxes(jnp.concatenate(ys, axis=-1), 0, 1)
 
 
-_UNROLL = 1  # time steps per scan iteration (T = 20 in the seed model); measured on CPU
+# Time steps per scan iteration. Measured on CPU (BiLSTM 96, B 64, T 20, forward + gradient of
+# the recurrence): 1 -> 13.6 ms, 2 -> 19.0, 4 -> 33.1, 20 (full) -> 31.8; XLA:CPU does worse
+# on the unrolled bodies.
+_UNROLL = 1
 
 
 class KerasLSTM(nn.Module):
