@@ -16,9 +16,6 @@ import numpy as np
 
 from vad_jax.data import views
 
-META = ('label', 'index', 'length', 'mask')
-
-
 def _read_options(config) -> grain.ReadOptions:
   return grain.ReadOptions(num_threads=config.data.worker_threads, prefetch_buffer_size=4)
 
@@ -86,7 +83,8 @@ def _pad(a: np.ndarray, n: int) -> np.ndarray:
 
 
 def eval_batches(config, source, fields, global_batch: int) -> Iterator[dict]:
-  """One pass over `source` in global batches, this process's rows of each: `fields` + META.
+  """One pass over `source` in global batches, this process's rows of each: `fields`
+  plus 'label', 'index', 'length' and 'mask' (where the source has one).
 
   Sequences are padded to `eval_pad_length(source)` ('length' keeps the true one, 'mask' is
   padded with 0). Every host takes part in every batch: rows past the end repeat the last

@@ -38,7 +38,3 @@ def predict_split(predict: Callable, state, batches: Iterable[dict], mesh,
   keep = keep[np.argsort(gathered['index'][keep], kind='stable')]
   return {k: v[keep] for k, v in gathered.items()}
 
-
-def outputs(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-  """The prediction outputs of gathered rows, without the prefix."""
-  return {k[len(OUTPUT):]: v for k, v in rows.items() if k.startswith(OUTPUT)}

@@ -9,7 +9,6 @@ cross-device reductions), so 1 device and 8 devices take the same step.
 from typing import Callable
 
 import jax
-import jax.numpy as jnp
 import optax
 
 from vad_jax import mesh as mesh_lib
@@ -74,6 +73,3 @@ def init_state(config, system, mesh, spec: dict, tx_fn: Callable) -> TrainState:
   return jax.jit(init, out_shardings=mesh_lib.replicated(mesh),
                  compiler_options=options)(jax.random.key(config.seed))
 
-
-def zeros_like_spec(spec: dict) -> dict:
-  return {k: jnp.zeros(s.shape, s.dtype) for k, s in spec.items()}
