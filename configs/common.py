@@ -63,3 +63,38 @@ def get_config(name: str, system: str, variant: str) -> ml_collections.ConfigDic
   c.checkpoint_every = 500
   c.keep_checkpoints = 3
   return c
+
+
+def prepared_data(c: ml_collections.ConfigDict, dataset: str, fps: float, height: int,
+                  width: int) -> None:
+  """Keys of the 'prepared' source: a dataset made by `python -m vad_jax.prepare DATASET
+  --manual_dir=RAW --data_dir=OUT`; fps/height/width/val_fraction/split_seed must be the ones it
+  was prepared with (they name the prepared folder)."""
+  c.data.source = 'prepared'
+  c.data.dataset = dataset       # ucf_crime | ucf_crime_frames | rwf2000
+  c.data.data_dir = ''           # the prepare command's --data_dir (required)
+  c.data.fps = fps               # 0 = every source frame
+  c.data.height = height
+  c.data.width = width
+  c.data.val_fraction = 0.1      # training videos carved into validation, per class
+  c.data.split_seed = 0          # seed of that carve
+  c.data.encoding = 'jpeg'
+
+
+def published_data(c: ml_collections.ConfigDict, class_names) -> None:
+  """Keys of the 'published_features' source (RTFM / UR-DMU / VadCLIP / C3D feature lists)."""
+  c.data.source = 'published_features'
+  c.data.train_list = ''         # list file of the training videos (required)
+  c.data.test_list = ''          # list file of the test videos (required)
+  c.data.list_format = 'auto'    # auto | rtfm | crops | csv
+  c.data.feature_root = ''       # where the .npy files are, when the lists' paths are stale
+  c.data.gt = ''                 # per-frame ground truth of the test list (RTFM gt-*.npy)
+  c.data.annotations = ''        # ... or built from this annotation file when gt is ''
+  c.data.annotation_format = 'ucf'   # ucf (Temporal_Anomaly_Annotation...) | xd (XD-Violence)
+  c.data.class_names = tuple(class_names)
+  c.data.snippet_frames = 16     # frames one feature vector covers
+  c.data.bins = 'rtfm'           # MIL segments of a training video: rtfm | sultani
+  c.data.train_crop = 'random'   # random | mean: which crop a training example uses
+  c.data.feature_dim = 0         # expected feature width (0 = whatever the first file has)
+  c.data.val_fraction = 0.1      # training videos carved into validation, per class
+  c.data.split_seed = 0

@@ -2,8 +2,17 @@
 
 `get_config()` is the seed's full size (224x224, 16-frame clips, 64 clips a step) for GPU/TPU.
 Variants by argument:
-  ``local``  a laptop-CPU run that finishes in minutes on the built-in synthetic data.
-  ``tiny``   the smallest thing that exercises every code path (tests, smoke runs).
+  ``local``            a laptop-CPU run that finishes in minutes on the built-in synthetic data.
+  ``tiny``             the smallest thing that exercises every code path (tests, smoke runs).
+  ``ucf_crime``        the full model on UCF-Crime prepared by `python -m vad_jax.prepare
+                       ucf_crime` (--config.data.data_dir=OUT); GPU/TPU.
+  ``ucf_crime_local``  the :local model on UCF-Crime prepared at 32x32 (laptop CPU).
+  ``features``         BiLSTM + Transformer + heads on published snippet features (RTFM /
+                       UR-DMU / VadCLIP / C3D lists; --config.data.train_list=...
+                       --config.data.test_list=... --config.data.gt=... or .annotations=...).
+  ``features_local``   the same, CPU-sized.
+Real-data variants choose the checkpoint on `video_auc`: their validation split is carved from
+weakly labelled training videos, which have no per-frame truth.
 """
 
 import os
@@ -15,14 +24,18 @@ import ml_collections
 # from any working directory.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import common  # noqa: E402
+from vad_jax.classes import CLASS_NAMES  # noqa: E402
+
+
+VARIANTS = ('', 'local', 'tiny', 'ucf_crime', 'ucf_crime_local', 'features', 'features_local')
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   variant = arg or 'full'
-  if variant not in ('full', 'local', 'tiny'):
-    raise ValueError(f"unknown variant {arg!r} of configs/hybrid.py; use '', 'local' or 'tiny'")
+  if arg not in VARIANTS:
+    raise ValueError(f'unknown variant {arg!r} of configs/hybrid.py; use one of {VARIANTS}')
   c = common.get_config('hybrid', 'hybrid', variant)
-  c.requires_accelerator = variant == 'full'
+  c.requires_accelerator = variant in ('full', 'ucf_crime', 'features')
 
   # ---- data: the built-in procedural surveillance videos (vad_jax.data.synthetic).
   c.data.source = 'synthetic'
@@ -44,6 +57,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.model.num_classes = 14
   c.model.dtype = 'bfloat16'     # compute dtype
   c.model.trunk = ml_collections.ConfigDict()
+  c.model.trunk.kind = 'efficientnet'    # 'none': the input is already features (variant features)
   c.model.trunk.width_mult = 1.0
   c.model.trunk.depth_mult = 1.0
   c.model.trunk.padding = 'symmetric'    # 'symmetric' (PyTorch/timm) or 'same' (TF/Keras)
@@ -97,7 +111,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.eval_every = 1000
   c.checkpoint_every = 1000
 
-  if variant == 'local':
+  if variant in ('local', 'ucf_crime_local'):
     c.data.height = c.data.width = 32
     c.data.clip_len = 8
     c.data.clips_per_video = 4
@@ -172,4 +186,54 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     c.eval_tta = 'hflip+shift'              # exercise views in the trainer tests
     c.data.augment = 'hflip,shift'
     c.evals.frame_anomaly.num_plot_videos = 2
+
+  if variant.startswith('ucf_crime'):
+    # UCF-Crime prepared once (README: Real data). 10 fps keeps every third frame of the 30 fps
+    # videos; a training example is K*T + horizon consecutive frames from a random start.
+    local = variant.endswith('_local')
+    common.prepared_data(c, 'ucf_crime', fps=10.0, height=32 if local else 224,
+                         width=32 if local else 224)
+    c.data.augment = 'hflip,shift' if local else 'hflip'
+    c.best_metric = 'video_auc'
+    c.eval_batch_size = 4 if local else 8     # whole untrimmed videos: memory ~ longest video
+    if local:
+      c.eval_tta = ''
+      c.data.eval_stride = 8
+  elif variant.startswith('features'):
+    # The temporal model on published snippet features: a training video is binned into
+    # K*T = 32 segments (4 clips of 8), a test video scored snippet by snippet (stride 1).
+    local = variant.endswith('_local')
+    c.system = 'hybrid_features'
+    common.published_data(c, CLASS_NAMES)
+    c.model.trunk.kind = 'none'
+    c.model.dtype = 'auto'
+    c.data.clip_len = 8
+    c.data.clips_per_video = 4
+    c.data.eval_stride = 1
+    c.data.augment = ''
+    c.model.horizon = 1
+    c.eval_tta = ''
+    c.best_metric = 'video_auc'
+    c.batch_size = 128               # clips: 32 videos a step
+    c.num_steps = 5000
+    c.optim.lr = 3e-4
+    c.optim.warmup_steps = 200
+    c.eval_every = c.checkpoint_every = 500
+    c.eval_batch_size = 16
+    if local:
+      c.model.lstm_hidden = 64
+      c.model.num_heads = 4
+      c.model.ff_dim = 256
+      c.model.transformer_layers = 1
+      c.model.head_hidden = 128
+      c.model.reg_dim = 64
+      c.model.vae_latent = 16
+      c.model.dtype = 'float32'
+      c.batch_size = 64
+      c.num_steps = 300
+      c.optim.lr = 1e-3
+      c.optim.warmup_steps = 30
+      c.log_every = 25
+      c.eval_every = c.checkpoint_every = 100
+      c.data.worker_threads = 2
   return c

@@ -84,16 +84,19 @@ def _pad(a: np.ndarray, n: int) -> np.ndarray:
 
 def eval_batches(config, source, fields, global_batch: int) -> Iterator[dict]:
   """One pass over `source` in global batches, this process's rows of each: `fields`
-  plus 'label', 'index', 'length' and 'mask' (where the source has one).
+  plus 'label', 'index', 'length' and, where the source has per-frame truth, 'mask' and
+  'num_frames' (frames it annotates).
 
-  Sequences are padded to `eval_pad_length(source)` ('length' keeps the true one, 'mask' is
-  padded with 0). Every host takes part in every batch: rows past the end repeat the last
-  example with 'index' = -1 (drop them after gathering).
+  Sequences are padded to `eval_pad_length(source)` ('length' keeps the true one); masks to that
+  times the source's `snippet_frames` (frames a sequence step covers; 1 for videos), with 0.
+  Every host takes part in every batch: rows past the end repeat the last example with
+  'index' = -1 (drop them after gathering).
   """
   per_process = global_batch // jax.process_count()
   num_batches = -(-len(source) // global_batch)
   first = jax.process_index() * per_process
   seq, pad_to = source.sequence_field, eval_pad_length(source)
+  mask_to = pad_to * getattr(source, 'snippet_frames', 1)
 
   def fetch(position: int) -> dict:
     b, row = divmod(position, per_process)
@@ -107,7 +110,12 @@ def eval_batches(config, source, fields, global_batch: int) -> Iterator[dict]:
     out['index'] = np.int32(example['index'] if index < len(source) else -1)
     out['length'] = np.int32(length)
     if 'mask' in example:
-      out['mask'] = np.pad(example['mask'], (0, pad_to - len(example['mask'])))
+      mask = example['mask']
+      if len(mask) > mask_to:
+        raise ValueError(f'example {index}: {len(mask)} annotated frames, more than its '
+                         f'sequence covers ({mask_to})')
+      out['mask'] = np.pad(mask, (0, mask_to - len(mask)))
+      out['num_frames'] = np.int32(len(mask))
     return out
 
   ds = grain.MapDataset.range(num_batches * per_process).map(fetch).batch(per_process)

@@ -5,6 +5,11 @@
                        (CSV `path,label`; `.npy` of [T, F] or [T, crops, F])
   synthetic_features   features of the built-in videos, extracted on first use and cached on
                        disk in the `features` layout (vad_jax.extract.synthetic)
+  prepared             a dataset prepared by `python -m vad_jax.prepare` (UCF-Crime videos,
+                       the Kaggle UCF-Crime frames, RWF-2000) in `data.data_dir`
+  published_features   the published snippet-feature sets (RTFM / UR-DMU / VadCLIP / C3D lists,
+                       gt or annotation files): vad_jax.data.published; validation carved from
+                       the training list
 """
 
 from __future__ import annotations
@@ -69,8 +74,33 @@ def _synthetic_features(config, split: str, request: dict):
   return FeatureSequences(lists[split], VIOLENCE_CLASSES, d.clip_len)
 
 
+def prepare_spec(config):
+  """The PrepareSpec a config reads (data.dataset, fps, height, width, val_fraction, seed)."""
+  from vad_jax.prepare.builder import PrepareSpec
+  d = config.data
+  return PrepareSpec(dataset=d.dataset, height=d.height, width=d.width, fps=d.fps or None,
+                     val_fraction=d.val_fraction, seed=d.split_seed, encoding=d.encoding)
+
+
+def _prepared(config, split: str, request: dict):
+  from vad_jax.data.prepared import PreparedVideos
+  d = config.data
+  if not d.data_dir:
+    raise ValueError('config.data.data_dir is empty: give the --data_dir of '
+                     '`python -m vad_jax.prepare`')
+  return PreparedVideos(d.data_dir, prepare_spec(config), split,
+                        train_frames=request.get('train_frames', d.clip_len),
+                        min_frames=d.clip_len)
+
+
+def _published_features(config, split: str, request: dict):
+  from vad_jax.data import published
+  return published.from_config(config, split, request)
+
+
 SOURCES = {'synthetic': _synthetic, 'features': _features,
-           'synthetic_features': _synthetic_features}
+           'synthetic_features': _synthetic_features, 'prepared': _prepared,
+           'published_features': _published_features}
 
 
 def make(config, split: str, request: dict | None = None):

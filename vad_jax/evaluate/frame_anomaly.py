@@ -2,7 +2,10 @@
 frame AUC, and the confusion matrix of a clip classifier; saves per-frame scores (.npz) and plots.
 
 Needs `predict` to give 'score' [B, K] (clip anomaly score) and 'logits' [B, K, C] for clips of
-`data.clip_len` frames every `data.eval_stride` frames, and the source to give 'mask'.
+`data.clip_len` steps every `data.eval_stride` steps (a step is a frame, or a snippet of
+`data.snippet_frames` frames). Frame metrics need the source's per-frame 'mask'; a split without
+one (validation carved from weakly labelled training videos) gets the video-level metrics only:
+video_auc / video_ap of each video's highest clip score against normal vs anomalous.
 """
 
 import os
@@ -18,26 +21,39 @@ def clip_truth(scores: SplitScores, normal: int = 0) -> np.ndarray:
   frames lie in the annotated anomaly window, else `normal`; -1 past a video's last clip (uses
   frame masks: evaluation only)."""
   v, k = scores.clip_scores.shape
-  frames = np.arange(k)[:, None] * scores.clip_stride + np.arange(scores.clip_len)   # [K, T]
+  steps = np.arange(k)[:, None] * scores.clip_stride + np.arange(scores.clip_len)   # [K, T]
+  frames = (steps[..., None] * scores.snippet_frames +
+            np.arange(scores.snippet_frames)).reshape(k, -1)        # [K, T * snippet_frames]
   out = np.full((v, k), -1, np.int32)
   for i in range(v):
     n = int(scores.num_clips[i])
     _, mask = scores.video(i)
-    frac = mask[frames[:n]].mean(1)
+    frac = mask[np.minimum(frames[:n], len(mask) - 1)].mean(1)
     out[i, :n] = np.where(frac >= 0.5, scores.video_label[i], normal)
   return out
 
 
+def video_metrics(scores: SplitScores, normal: int = 0) -> dict:
+  """Video-level detection: each video's highest clip score against anomalous (label != normal)."""
+  y = (scores.video_label != normal).astype(np.int32)
+  if y.min() == y.max():
+    return {}
+  v = scores.video_scores()
+  return {'video_auc': metrics.roc_auc(y, v), 'video_ap': metrics.average_precision(y, v)}
+
+
 def summarize(scores: SplitScores, class_names, normal: int = 0) -> dict:
   """Metrics as plain Python values (JSON-ready)."""
+  out = {'num_videos': int(len(scores.video_index)), **video_metrics(scores, normal)}
+  if not scores.has_frame_truth:
+    return out
   labels, s = scores.frame_labels, scores.frame_scores
-  out = {
+  out.update({
       'frame_auc': metrics.roc_auc(labels, s),
       'frame_ap': metrics.average_precision(labels, s),   # sklearn average_precision_score
-      'num_videos': int(len(scores.video_index)),
       'num_frames': int(len(labels)),
       'anomalous_frame_fraction': float(labels.mean()),
-  }
+  })
   # Frame AUC per anomaly class: that class's videos against all normal videos.
   per_class_auc = {}
   frame_video_label = np.repeat(scores.video_label, np.diff(scores.offsets))
@@ -63,11 +79,12 @@ def summarize(scores: SplitScores, class_names, normal: int = 0) -> dict:
 
 class FrameAnomaly:
   """Evaluator (vad_jax.evaluate.evaluators). Logged scalars: frame_auc, frame_ap, clip_accuracy."""
-  scalars = ('frame_auc', 'frame_ap', 'clip_accuracy')
+  scalars = ('frame_auc', 'frame_ap', 'clip_accuracy', 'video_auc')
 
   def __init__(self, config, class_names, normal_class: int = 0, num_plot_videos: int = 6):
     self.clip_len = config.data.clip_len
     self.stride = config.data.eval_stride
+    self.snippet_frames = int(config.data.get('snippet_frames', 1))
     self.class_names = tuple(class_names)
     self.normal = normal_class
     self.num_plot_videos = num_plot_videos
@@ -79,19 +96,25 @@ class FrameAnomaly:
                        f'frame AUC is undefined; give it more videos (config.data.num_{split})')
 
   def evaluate(self, rows: dict) -> tuple[dict, SplitScores]:
-    scores = scoring.from_rows(rows, self.clip_len, self.stride)
+    scores = scoring.from_rows(rows, self.clip_len, self.stride, self.snippet_frames)
     return summarize(scores, self.class_names, self.normal), scores
 
   def definitions(self, config) -> dict:
+    unit = 'frames' if self.snippet_frames == 1 else f'snippets of {self.snippet_frames} frames'
     return {'ap_definition': 'sklearn average_precision_score (step-wise, no interpolation)',
             'frame_score_definition':
-                f'clips of {self.clip_len} frames start every {self.stride} frames; a frame scores '
-                'the mean over the clips containing it (frames after the last clip take its score)'}
+                f'clips of {self.clip_len} {unit} start every {self.stride}; a step scores the '
+                'mean over the clips containing it (steps after the last clip take its score)'
+                + ('' if self.snippet_frames == 1 else
+                   f'; a snippet score is repeated over its {self.snippet_frames} frames'),
+            'video_score_definition': "a video's highest clip score (video_auc / video_ap: "
+                                      'anomalous vs normal videos)'}
 
   def write(self, scores: SplitScores, results: dict, workdir: str, split: str) -> None:
     scores.save(os.path.join(workdir, f'scores_{split}.npz'))
     plots.plot_scores(scores, os.path.join(workdir, f'{split}_scores.png'), self.class_names,
                       self.num_plot_videos, self.normal)
-    plots.plot_confusion(np.array(results['clip_confusion_matrix']),
+    if 'clip_confusion_matrix' in results:
+      plots.plot_confusion(np.array(results['clip_confusion_matrix']),
                          os.path.join(workdir, f'{split}_confusion.png'), self.class_names,
-                         'clip confusion matrix')
+                           'clip confusion matrix')

@@ -31,7 +31,8 @@ def plot_scores(scores: SplitScores, path: str, class_names, num: int = 6,
   for ax, v in zip(axes.flat, videos):
     s, m = scores.video(v)
     t = np.arange(len(s))
-    ax.fill_between(t, 0, m, step='mid', color='tab:red', alpha=0.2, label='anomaly (truth)')
+    if len(m) and m.min() >= 0:                   # -1: no frame truth in this split
+      ax.fill_between(t, 0, m, step='mid', color='tab:red', alpha=0.2, label='anomaly (truth)')
     ax.plot(t, s, color='tab:blue', lw=1.5, label='score')
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(f'video {scores.video_index[v]}: {class_names[scores.video_label[v]]}', fontsize=9)

@@ -5,6 +5,11 @@ of the scores of the clips that contain it; frames after the last whole clip tak
 score. With S = T this is the UCF-Crime protocol (each clip's score repeated over its frames);
 S < T localises the window S frames finely instead of T, at the cost of more clips through the
 temporal model only (the per-frame trunk runs once per frame either way).
+
+Snippet features (one vector per `snippet_frames` frames, e.g. I3D's 16): the same per step
+(snippet), then each snippet's score is repeated over its frames (the published protocol) and
+cut or edge-padded to the number of annotated frames. A split without per-frame truth (a
+validation split carved from weakly labelled training videos) gets frame labels -1.
 """
 
 import dataclasses
@@ -18,9 +23,10 @@ class SplitScores:
   """Per-video results of one split, videos in index order.
 
   frame_scores / frame_labels: concatenated over videos, [sum_v N_v]; video v is
-  frames[offsets[v]:offsets[v+1]]. clip_scores [V, K], clip_logits [V, K, C]; clip k covers
-  frames k * clip_stride .. k * clip_stride + clip_len - 1; video v has num_clips[v] clips (its
-  entries past them are NaN: videos may differ in length).
+  frames[offsets[v]:offsets[v+1]]; frame_labels int8, -1 where the split has no frame truth.
+  clip_scores [V, K], clip_logits [V, K, C]; clip k covers steps (frames, or snippets of
+  snippet_frames frames) k * clip_stride .. k * clip_stride + clip_len - 1; video v has
+  num_clips[v] clips (its entries past them are NaN: videos may differ in length).
   """
   video_index: np.ndarray
   video_label: np.ndarray
@@ -32,6 +38,15 @@ class SplitScores:
   num_clips: np.ndarray
   clip_len: int
   clip_stride: int
+  snippet_frames: int = 1
+
+  @property
+  def has_frame_truth(self) -> bool:
+    return bool(len(self.frame_labels)) and int(self.frame_labels.min()) >= 0
+
+  def video_scores(self) -> np.ndarray:
+    """float [V]: each video's highest clip score (video-level anomaly score)."""
+    return np.nanmax(self.clip_scores, axis=1)
 
   def video(self, v: int) -> tuple[np.ndarray, np.ndarray]:
     """(frame scores [N], frame labels [N]) of the v-th video."""
@@ -49,7 +64,8 @@ class SplitScores:
     with np.load(path) as f:
       fields = {k.name: f[k.name] for k in dataclasses.fields(cls)}
     return cls(**dict(fields, clip_len=int(fields['clip_len']),
-                      clip_stride=int(fields['clip_stride'])))
+                      clip_stride=int(fields['clip_stride']),
+                      snippet_frames=int(fields['snippet_frames'])))
 
 
 def frame_scores(clip_scores: np.ndarray, num_frames: int, clip_len: int,
@@ -64,11 +80,23 @@ def frame_scores(clip_scores: np.ndarray, num_frames: int, clip_len: int,
   return np.where(count > 0, total / np.maximum(count, 1), clip_scores[-1])
 
 
-def from_rows(rows: dict, clip_len: int, stride: int) -> SplitScores:
+def expand_snippets(step_scores: np.ndarray, snippet_frames: int, num_frames: int) -> np.ndarray:
+  """[S] snippet scores -> [num_frames]: each repeated `snippet_frames` times, then cut to
+  num_frames or padded with the last snippet's score (feature sets whose snippet count and
+  annotated frame count disagree by a partial snippet)."""
+  frames = np.repeat(np.asarray(step_scores), snippet_frames)
+  if len(frames) >= num_frames:
+    return frames[:num_frames]
+  return np.concatenate([frames, np.full(num_frames - len(frames), frames[-1])])
+
+
+def from_rows(rows: dict, clip_len: int, stride: int, snippet_frames: int = 1) -> SplitScores:
   """SplitScores from gathered evaluation rows (vad_jax.evaluate.runner.predict_split) of a
   system whose `predict` gives 'score' [B, K] and 'logits' [B, K, C] for clips of `clip_len`
-  frames every `stride` frames. Videos may differ in length ('length'; sequences were padded):
-  only the clips that end inside a video count, K_v = (length_v - clip_len) // stride + 1."""
+  steps every `stride` steps. Videos may differ in length ('length' steps; sequences were
+  padded): only the clips that end inside a video count, K_v = (length_v - clip_len) // stride
+  + 1. With 'mask' rows the frame labels are mask[:num_frames] ('num_frames', else length *
+  snippet_frames); without, -1."""
   lengths = rows['length'].astype(np.int64)
   if lengths.min() < clip_len:
     v = int(rows['index'][np.argmin(lengths)])
@@ -81,14 +109,20 @@ def from_rows(rows: dict, clip_len: int, stride: int) -> SplitScores:
   valid = np.arange(score.shape[1]) < num_clips[:, None]                 # [V, K]
   clip_scores = np.where(valid, score, np.nan)
   clip_logits = np.where(valid[..., None], logits, np.nan)
+  num_frames = rows.get('num_frames', lengths * snippet_frames).astype(np.int64)
+  per_video = [expand_snippets(frame_scores(c[:k], n, clip_len, stride), snippet_frames, f)
+               for c, k, n, f in zip(clip_scores, num_clips, lengths, num_frames)]
+  if 'mask' in rows:
+    labels = [m[:f].astype(np.int8) for m, f in zip(rows['mask'], num_frames)]
+  else:
+    labels = [np.full(f, -1, np.int8) for f in num_frames]
   return SplitScores(
       video_index=rows['index'].astype(np.int32),
       video_label=rows['label'].astype(np.int32),
-      offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-      frame_scores=np.concatenate([frame_scores(c[:k], n, clip_len, stride)
-                                   for c, k, n in zip(clip_scores, num_clips, lengths)]),
-      frame_labels=np.concatenate([m[:n] for m, n in zip(rows['mask'], lengths)]).astype(np.uint8),
+      offsets=np.concatenate([[0], np.cumsum(num_frames)]).astype(np.int64),
+      frame_scores=np.concatenate(per_video),
+      frame_labels=np.concatenate(labels),
       clip_scores=clip_scores[:, :num_clips.max()],
       clip_logits=clip_logits[:, :num_clips.max()],
       num_clips=num_clips,
-      clip_len=int(clip_len), clip_stride=int(stride))
+      clip_len=int(clip_len), clip_stride=int(stride), snippet_frames=int(snippet_frames))

@@ -14,6 +14,11 @@ K = (N - T) // S + 1 clips a video:
                      direction and the attention already carry the whole clip into it)
   heads   regression [B, K, R], class logits [B, K, 14], VAE (recon, mu, logvar)
 
+With `trunk='none'` the input is already a feature sequence [B, N, F] (snippet features such as
+I3D's, one vector per 16 frames): a parameter-free layer norm replaces the trunk (published
+features have magnitudes in the tens, which would saturate the LSTM gates) and the rest is the
+same, "frames" being snippets.
+
 Regression target: for clip k ending at frame e = k*T + T - 1 the target is
 ``layer_norm(stop_gradient(trunk(frame e + horizon)) @ P)`` with P a fixed random orthonormal
 F x R matrix (a constant, not a parameter). Stop-gradient means the regression loss never pulls
@@ -69,6 +74,7 @@ class HybridDetector(nn.Module):
   drop_connect_rate: float = 0.2
   bn_momentum: float = 0.99
   frozen_stages: int = 0
+  trunk: str = 'efficientnet'       # 'efficientnet' (video in) | 'none' (features [B, N, F] in)
   input: str = 'rgb'                # what the trunk sees: see vad_jax.models.inputs
   lstm_hidden: int = 256
   lstm_layers: int = 2
@@ -88,9 +94,12 @@ class HybridDetector(nn.Module):
   @nn.compact
   def __call__(self, video: jnp.ndarray, *, train: bool,
                stride: int | None = None) -> dict[str, jnp.ndarray]:
-    """stride: frames between clip starts (default clip_len: K = N // T disjoint clips, as in
+    """video: uint8 [B, N, H, W, 3], or float [B, N, F] features when trunk='none'.
+    stride: frames between clip starts (default clip_len: K = N // T disjoint clips, as in
     training); a smaller stride gives overlapping clips, K = (N - T) // stride + 1."""
-    b, n, h, w, _ = video.shape
+    if self.trunk not in ('efficientnet', 'none'):
+      raise ValueError(f"trunk must be 'efficientnet' or 'none', got {self.trunk!r}")
+    b, n = video.shape[:2]
     t = self.clip_len
     s = stride or t
     if n < t:
@@ -101,13 +110,19 @@ class HybridDetector(nn.Module):
     starts = np.arange(k) * s
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
 
-    trunk = EfficientNet(width_mult=self.width_mult, depth_mult=self.depth_mult,
-                         padding=self.padding, depthwise_impl=self.depthwise_impl,
-                         drop_connect_rate=self.drop_connect_rate, bn_momentum=self.bn_momentum,
-                         frozen_stages=self.frozen_stages, **kw, name='trunk')
-    x = trunk_inputs(video, self.input, self.dtype)                     # [B, N, H, W, C]
-    feats = trunk(x.reshape(b * n, h, w, x.shape[-1]), train=train)
-    feats = feats.reshape(b, n, -1)                                     # [B, N, F]
+    if self.trunk == 'none':
+      if video.ndim != 3:
+        raise ValueError(f'trunk=none reads features [B, N, F], got shape {video.shape}')
+      feats = _standardize(video.astype(jnp.float32)).astype(self.dtype)  # [B, N, F]
+    else:
+      h, w = video.shape[2:4]
+      trunk = EfficientNet(width_mult=self.width_mult, depth_mult=self.depth_mult,
+                           padding=self.padding, depthwise_impl=self.depthwise_impl,
+                           drop_connect_rate=self.drop_connect_rate, bn_momentum=self.bn_momentum,
+                           frozen_stages=self.frozen_stages, **kw, name='trunk')
+      x = trunk_inputs(video, self.input, self.dtype)                   # [B, N, H, W, C]
+      feats = trunk(x.reshape(b * n, h, w, x.shape[-1]), train=train)
+      feats = feats.reshape(b, n, -1)                                   # [B, N, F]
 
     clips = feats[:, starts[:, None] + np.arange(t)].reshape(b * k, t, -1)  # [B*K, T, F]
     seq = BiLSTM(self.lstm_hidden, self.lstm_layers, self.lstm_dropout, **kw,
@@ -155,7 +170,7 @@ def from_config(cfg, dtype, param_dtype, frozen_stages: int | None = None) -> Hy
       clip_len=cfg.data.clip_len, num_classes=m.num_classes, horizon=m.horizon,
       width_mult=tr.width_mult, depth_mult=tr.depth_mult, padding=tr.padding,
       depthwise_impl=tr.depthwise_impl, drop_connect_rate=tr.drop_connect_rate,
-      bn_momentum=tr.bn_momentum,
+      bn_momentum=tr.bn_momentum, trunk=tr.get('kind', 'efficientnet'),
       input=m.input,
       frozen_stages=tr.frozen_stages if frozen_stages is None else frozen_stages, lstm_hidden=m.lstm_hidden, lstm_layers=m.lstm_layers,
       lstm_dropout=m.lstm_dropout, num_heads=m.num_heads, ff_dim=m.ff_dim,

@@ -8,6 +8,7 @@ from vad_jax.systems.base import System
 
 _SYSTEMS = {
     'hybrid': 'vad_jax.systems.hybrid:HybridSystem',        # seed 000
+    'hybrid_features': 'vad_jax.systems.hybrid:HybridFeaturesSystem',  # seed 000, no trunk
     'violence': 'vad_jax.systems.violence:ViolenceSystem',  # seed 003
 }
 

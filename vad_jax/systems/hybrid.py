@@ -83,13 +83,14 @@ class HybridSystem(System):
 
   @classmethod
   def from_config(cls, config, info) -> 'HybridSystem':
-    if tuple(info.class_names) != CLASS_NAMES[:len(info.class_names)] or \
-        len(info.class_names) != config.model.num_classes:
-      raise ValueError(f'the hybrid needs the {config.model.num_classes} UCF-Crime classes '
-                       f'(Normal first); the data gives {list(info.class_names)}')
-    if 'video' not in info.element_spec:
-      raise ValueError(f"the hybrid reads 'video'; the data source {config.data.source!r} gives "
-                       f'{sorted(info.element_spec)}')
+    names = tuple(info.class_names)
+    if names[NORMAL] != CLASS_NAMES[NORMAL] or len(names) != config.model.num_classes:
+      raise ValueError(f'the hybrid needs {config.model.num_classes} classes (model.num_classes), '
+                       f'{CLASS_NAMES[NORMAL]!r} first; the data gives {list(names)}')
+    field = cls.train_fields[0]
+    if field not in info.element_spec:
+      raise ValueError(f'{cls.__name__} reads {field!r}; the data source {config.data.source!r} '
+                       f'gives {sorted(info.element_spec)}')
     dtype, param_dtype = dtype_policy(config.model)
     l = config.loss
     alpha = np.asarray(class_alpha_from_counts(jnp.asarray(
@@ -114,7 +115,8 @@ class HybridSystem(System):
     return config.data.clips_per_video * config.data.clip_len + config.model.horizon
 
   def init(self, rng: jax.Array, spec: dict) -> dict[str, Any]:
-    video = jnp.zeros(spec['video'].shape, spec['video'].dtype)
+    field = self.train_fields[0]
+    video = jnp.zeros(spec[field].shape, spec[field].dtype)
     return self.model.init({'params': rng}, video, train=False)
 
   def frozen_params(self) -> tuple[str, ...]:
@@ -139,15 +141,16 @@ class HybridSystem(System):
     """batch: 'video' uint8 [B, N, H, W, 3], 'label' int32 [B].
     -> (loss, (metrics, {'batch_stats': new statistics}))."""
     drop_rng, vae_rng = jax.random.split(rng)
+    x = batch[self.train_fields[0]]
     out, mutated = self.model.apply(
-        variables, batch['video'], train=True,
+        variables, x, train=True,
         rngs={'dropout': drop_rng, 'vae': vae_rng}, mutable=['batch_stats'])
     label = batch['label']
     b, k = out['score'].shape
     anomalous = label != NORMAL
 
     # Regression on clips whose future frame lies inside the video (a static prefix of the K).
-    n, t, h = batch['video'].shape[1], self.model.clip_len, self.model.horizon
+    n, t, h = x.shape[1], self.model.clip_len, self.model.horizon
     kv = int(np.sum(np.arange(k) * t + t - 1 + h < n))
     l_reg = smooth_l1(out['reg'][:, :kv], out['reg_target'][:, :kv], self.beta) if kv else 0.0
 
@@ -175,6 +178,52 @@ class HybridSystem(System):
     'score' [B, K] (clip anomaly score), 'logits' [B, K, C], K = (N - T) // stride + 1."""
     out = self.model.apply(variables, batch['video'], train=False, stride=self.eval_stride)
     return {'score': out['score'], 'logits': out['logits']}
+
+
+@dataclasses.dataclass(frozen=True)
+class HybridFeaturesSystem(HybridSystem):
+  """The hybrid's temporal model and heads on published snippet features (no trunk).
+
+  A training example is one video's snippet features binned into K*T segments (the published MIL
+  bag of 32 = 4 clips of 8; vad_jax.data.published); the MIL bag is the video's K clips, the
+  losses are the hybrid's. Scoring: clips of T snippets every `data.eval_stride` snippets over
+  the whole video, each crop separately, class probabilities averaged over the crops; a
+  snippet's score is then repeated over its `data.snippet_frames` frames by the evaluator.
+  """
+  train_fields: ClassVar[tuple[str, ...]] = ('features', 'label')
+  predict_fields: ClassVar[tuple[str, ...]] = ('features',)
+
+  @classmethod
+  def check_config(cls, config) -> None:
+    super().check_config(config)
+    if config.model.trunk.get('kind', 'efficientnet') != 'none':
+      raise ValueError("the 'hybrid_features' system reads features: set model.trunk.kind='none'")
+    if config.eval_tta:
+      raise ValueError(f'eval_tta={config.eval_tta!r} transforms videos; features have no views')
+
+  @staticmethod
+  def train_frames(config) -> int:
+    """K clips of T segments: the MIL bag (the last clip has no regression target)."""
+    return config.data.clips_per_video * config.data.clip_len
+
+  @classmethod
+  def data_request(cls, config) -> dict:
+    return {'segments': cls.train_frames(config)}
+
+  def definitions(self) -> dict:
+    return {'score_definition': '1 - p(Normal) of the 14-class head per clip of snippets, class '
+                                'probabilities averaged over the feature crops'}
+
+  def predict(self, variables, batch: dict) -> dict[str, jnp.ndarray]:
+    """'features' [B, N, C, F] (C crops) -> 'score' [B, K], 'logits' [B, K, classes] (log of the
+    crop-averaged class probabilities), K = (N - T) // stride + 1."""
+    x = batch['features']
+    b, n, c, f = x.shape
+    x = jnp.moveaxis(x, 2, 1).reshape(b * c, n, f)
+    out = self.model.apply(variables, x, train=False, stride=self.eval_stride)
+    probs = jax.nn.softmax(out['logits'], axis=-1)
+    probs = probs.reshape(b, c, *probs.shape[1:]).mean(axis=1)            # [B, K, classes]
+    return {'score': 1.0 - probs[..., NORMAL], 'logits': jnp.log(probs)}
 
 
 def _bag_max_gap(score: jnp.ndarray, anomalous: jnp.ndarray) -> jnp.ndarray:
