@@ -45,6 +45,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.data.clips_per_video = 4     # K clips a training bag (MIL); a training video has K*T + horizon frames
   c.data.eval_frames = 128       # frames of an untrimmed validation/test video
   c.data.eval_stride = 8         # frames between clip starts when scoring (<= clip_len; see README)
+  c.data.eval_window = 0         # > 0: score long videos in windows of this many frames
+                                 # (clip_len + a multiple of eval_stride; README: Real data)
   c.data.num_train = 1600
   c.data.num_validation = 160
   c.data.num_test = 290
@@ -195,7 +197,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
                          width=32 if local else 224)
     c.data.augment = 'hflip,shift' if local else 'hflip'
     c.best_metric = 'video_auc'
-    c.eval_batch_size = 4 if local else 8     # whole untrimmed videos: memory ~ longest video
+    c.data.eval_window = 128 if local else 256   # untrimmed videos, scored window by window
+    c.eval_batch_size = 8
     if local:
       c.eval_tta = ''
       c.data.eval_stride = 8
@@ -210,6 +213,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     c.data.clip_len = 8
     c.data.clips_per_video = 4
     c.data.eval_stride = 1
+    c.data.eval_window = 256         # snippets; the longest UCF-Crime test video has ~2,000+
     c.data.augment = ''
     c.model.horizon = 1
     c.eval_tta = ''

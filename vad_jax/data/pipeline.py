@@ -82,6 +82,50 @@ def _pad(a: np.ndarray, n: int) -> np.ndarray:
   return np.concatenate([a, np.repeat(a[-1:], n - len(a), axis=0)])
 
 
+def eval_windows(lengths, window: int, overlap: int) -> list[tuple[int, int, int]]:
+  """(example, start, stop) of every evaluation window: windows of `window` steps, each sharing
+  `overlap` steps with the previous one, until the sequence's end (the last may be shorter)."""
+  out = []
+  for v, n in enumerate(lengths):
+    start = 0
+    while True:
+      out.append((v, start, min(start + window, int(n))))
+      if start + window >= n:
+        break
+      start += window - overlap
+  return out
+
+
+def check_window(config) -> tuple[int, int]:
+  """(window, overlap) from `data.eval_window` (0 = whole sequences): windows of W steps that
+  share T - S steps (T = data.clip_len, S = data.eval_stride), so the clips of consecutive
+  windows continue one grid of clip starts and stitch back into the whole sequence's clips."""
+  d = config.data
+  window = int(d.get('eval_window', 0) or 0)
+  if not window:
+    return 0, 0
+  stride = int(d.get('eval_stride', d.clip_len))
+  if window < d.clip_len or (window - d.clip_len) % stride:
+    raise ValueError(f'data.eval_window={window} must be data.clip_len ({d.clip_len}) plus a '
+                     f'multiple of data.eval_stride ({stride})')
+  return window, d.clip_len - stride
+
+
+def _eval_example(source, v: int, start: int, stop: int | None) -> dict:
+  """Example v after the evaluation transform, restricted to steps [start, stop) when windowed
+  (a source with `eval_window` decodes only those steps)."""
+  if stop is None:
+    return source.eval_transform(source[v])
+  if hasattr(source, 'eval_window'):
+    return source.eval_window(source[v], start, stop)
+  example = dict(source.eval_transform(source[v]))
+  seq, k = source.sequence_field, getattr(source, 'snippet_frames', 1)
+  example[seq] = example[seq][start:stop]
+  if 'mask' in example:
+    example['mask'] = example['mask'][start * k:stop * k]
+  return example
+
+
 def eval_batches(config, source, fields, global_batch: int) -> Iterator[dict]:
   """One pass over `source` in global batches, this process's rows of each: `fields`
   plus 'label', 'index', 'length' and, where the source has per-frame truth, 'mask' and
@@ -89,30 +133,43 @@ def eval_batches(config, source, fields, global_batch: int) -> Iterator[dict]:
 
   Sequences are padded to `eval_pad_length(source)` ('length' keeps the true one); masks to that
   times the source's `snippet_frames` (frames a sequence step covers; 1 for videos), with 0.
+  With `data.eval_window` > 0 every sequence is cut into windows (`check_window`), one row each,
+  padded to the window, with 'window_start' (vad_jax.evaluate.scoring stitches them): memory
+  no longer grows with the longest video, and short videos are not padded to it.
   Every host takes part in every batch: rows past the end repeat the last example with
   'index' = -1 (drop them after gathering).
   """
+  window, overlap = check_window(config)
+  if window:
+    items = eval_windows(np.maximum(source.lengths(), config.data.clip_len), window, overlap)
+    pad_to = window
+  else:
+    items = [(v, 0, None) for v in range(len(source))]
+    pad_to = eval_pad_length(source)
   per_process = global_batch // jax.process_count()
-  num_batches = -(-len(source) // global_batch)
+  num_batches = -(-len(items) // global_batch)
   first = jax.process_index() * per_process
-  seq, pad_to = source.sequence_field, eval_pad_length(source)
+  seq = source.sequence_field
   mask_to = pad_to * getattr(source, 'snippet_frames', 1)
 
   def fetch(position: int) -> dict:
     b, row = divmod(position, per_process)
     index = b * global_batch + first + row
-    example = source.eval_transform(source[min(index, len(source) - 1)])
+    v, start, stop = items[min(index, len(items) - 1)]
+    example = _eval_example(source, v, start, stop)
     out = {f: example[f] for f in fields}
     length = len(example[seq])
     if seq in out:
       out[seq] = _pad(out[seq], pad_to)
     out['label'] = np.int32(example['label'])
-    out['index'] = np.int32(example['index'] if index < len(source) else -1)
+    out['index'] = np.int32(example['index'] if index < len(items) else -1)
     out['length'] = np.int32(length)
+    if window:
+      out['window_start'] = np.int32(start)
     if 'mask' in example:
       mask = example['mask']
       if len(mask) > mask_to:
-        raise ValueError(f'example {index}: {len(mask)} annotated frames, more than its '
+        raise ValueError(f'example {v}: {len(mask)} annotated frames, more than its '
                          f'sequence covers ({mask_to})')
       out['mask'] = np.pad(mask, (0, mask_to - len(mask)))
       out['num_frames'] = np.int32(len(mask))

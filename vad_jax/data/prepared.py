@@ -8,6 +8,7 @@ grain's reader threads):
                    their last frame); the per-frame truth is dropped (weak labels only)
   eval_transform   every frame, padded to at least `min_frames` (one clip) by repeating the
                    last; 'mask' (per-frame truth, true length) where the split has it
+  eval_window      the same for frames [start, stop) only (data.eval_window: long videos)
 """
 
 from __future__ import annotations
@@ -117,10 +118,15 @@ class PreparedVideos:
             'index': example['index']}
 
   def eval_transform(self, example: dict) -> dict:
+    return self.eval_window(example, 0, None)
+
+  def eval_window(self, example: dict, start: int, stop: int | None) -> dict:
+    """eval_transform restricted to frames [start, stop), decoding only those."""
     total = len(example['encoded'])
-    frames = np.minimum(np.arange(max(total, self.min_frames)), total - 1)
+    stop = max(total, self.min_frames) if stop is None else stop
+    frames = np.minimum(np.arange(start, stop), total - 1)
     out = {'video': _decode(example['encoded'], frames), 'label': example['label'],
            'index': example['index']}
     if 'mask' in example:
-      out['mask'] = example['mask']
+      out['mask'] = example['mask'][start:stop]
     return out

@@ -90,13 +90,51 @@ def expand_snippets(step_scores: np.ndarray, snippet_frames: int, num_frames: in
   return np.concatenate([frames, np.full(num_frames - len(frames), frames[-1])])
 
 
+def stitch_windows(rows: dict, clip_len: int, stride: int, snippet_frames: int = 1) -> dict:
+  """Rows of evaluation windows ('window_start'; vad_jax.data.pipeline.eval_windows) -> rows of
+  whole videos, as if each had been scored in one piece: consecutive windows share
+  clip_len - stride steps, so window w's clips continue window w-1's grid of clip starts and
+  the video's clips are the concatenation of each window's whole clips. Frames (masks) are
+  taken from each window up to where the next one starts."""
+  order = np.lexsort((rows['window_start'], rows['index']))
+  rows = {k: v[order] for k, v in rows.items()}
+  videos = np.unique(rows['index'])
+  first = np.searchsorted(rows['index'], videos)
+  bounds = list(zip(first, list(first[1:]) + [len(rows['index'])]))
+  score, logits = rows['out/score'], rows['out/logits']
+  clips, clip_logits, masks, lengths = [], [], [], []
+  for a, b in bounds:
+    starts, lens = rows['window_start'][a:b], rows['length'][a:b]
+    k = np.maximum((lens - clip_len) // stride + 1, 0)
+    clips.append(np.concatenate([score[r, :n] for r, n in zip(range(a, b), k)]))
+    clip_logits.append(np.concatenate([logits[r, :n] for r, n in zip(range(a, b), k)]))
+    lengths.append(int(starts[-1] + lens[-1]))
+    if 'mask' in rows:
+      own = [(starts[i + 1] - starts[i]) * snippet_frames for i in range(len(starts) - 1)]
+      own.append(int(rows['num_frames'][b - 1]))
+      masks.append(np.concatenate([rows['mask'][r, :n] for r, n in zip(range(a, b), own)]))
+  kmax = max(len(c) for c in clips)
+  pad = lambda a, n, fill: np.concatenate([a, np.full((n - len(a),) + a.shape[1:], fill, a.dtype)])
+  out = {'index': videos, 'label': rows['label'][first],
+         'length': np.asarray(lengths, np.int64),
+         'out/score': np.stack([pad(c, kmax, np.nan) for c in clips]),
+         'out/logits': np.stack([pad(c, kmax, np.nan) for c in clip_logits])}
+  if masks:
+    fmax = max(len(m) for m in masks)
+    out['mask'] = np.stack([pad(m, fmax, 0) for m in masks])
+    out['num_frames'] = np.asarray([len(m) for m in masks], np.int64)
+  return out
+
+
 def from_rows(rows: dict, clip_len: int, stride: int, snippet_frames: int = 1) -> SplitScores:
   """SplitScores from gathered evaluation rows (vad_jax.evaluate.runner.predict_split) of a
   system whose `predict` gives 'score' [B, K] and 'logits' [B, K, C] for clips of `clip_len`
   steps every `stride` steps. Videos may differ in length ('length' steps; sequences were
   padded): only the clips that end inside a video count, K_v = (length_v - clip_len) // stride
   + 1. With 'mask' rows the frame labels are mask[:num_frames] ('num_frames', else length *
-  snippet_frames); without, -1."""
+  snippet_frames); without, -1. Rows of evaluation windows are stitched first."""
+  if 'window_start' in rows:
+    rows = stitch_windows(rows, clip_len, stride, snippet_frames)
   lengths = rows['length'].astype(np.int64)
   if lengths.min() < clip_len:
     v = int(rows['index'][np.argmin(lengths)])
