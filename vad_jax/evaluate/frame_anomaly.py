@@ -51,6 +51,7 @@ def summarize(scores: SplitScores, class_names, normal: int = 0) -> dict:
   out.update({
       'frame_auc': metrics.roc_auc(labels, s),
       'frame_ap': metrics.average_precision(labels, s),   # sklearn average_precision_score
+      'frame_pr_auc': metrics.pr_auc_trapezoid(labels, s),  # XD-Violence repos' "AP"
       'num_frames': int(len(labels)),
       'anomalous_frame_fraction': float(labels.mean()),
   })
@@ -101,7 +102,10 @@ class FrameAnomaly:
 
   def definitions(self, config) -> dict:
     unit = 'frames' if self.snippet_frames == 1 else f'snippets of {self.snippet_frames} frames'
-    return {'ap_definition': 'sklearn average_precision_score (step-wise, no interpolation)',
+    return {'ap_definition': 'frame_ap: sklearn average_precision_score (step-wise, no '
+                             'interpolation); frame_pr_auc: trapezoidal area under the PR curve, '
+                             'sklearn auc(recall, precision), as the RTFM / XD-Violence code '
+                             'reports AP',
             'frame_score_definition':
                 f'clips of {self.clip_len} {unit} start every {self.stride}; a step scores the '
                 'mean over the clips containing it (steps after the last clip take its score)'

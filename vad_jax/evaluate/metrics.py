@@ -83,6 +83,27 @@ def average_precision(labels, scores) -> float:
   return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
+def pr_auc_trapezoid(labels, scores) -> float:
+  """Trapezoidal area under the precision-recall curve: sklearn's
+  auc(recall, precision) of precision_recall_curve, which is how the RTFM / XD-Violence code
+  reports "AP". The curve's points are the distinct score thresholds in decreasing order up to
+  the first that reaches full recall, plus (recall 0, precision 1). It differs from
+  `average_precision` (step-wise) by the linear interpolation between points.
+  """
+  y, s = _binary_inputs(labels, scores)
+  n_pos = int(y.sum())
+  if n_pos == 0:
+    raise ValueError("pr_auc_trapezoid is undefined without positive labels")
+  order = np.argsort(-s, kind="mergesort")
+  ss, yy = s[order], y[order]
+  last = np.r_[np.flatnonzero(ss[1:] != ss[:-1]), ss.size - 1]
+  tps = np.cumsum(yy)[last].astype(np.float64)
+  keep = tps.searchsorted(tps[-1]) + 1          # up to the first threshold with full recall
+  precision = np.r_[1.0, tps[:keep] / (last[:keep] + 1.0)]
+  recall = np.r_[0.0, tps[:keep] / n_pos]
+  return float(np.sum(np.diff(recall) * (precision[1:] + precision[:-1]) / 2))
+
+
 def confusion_matrix(labels, preds, num_classes: int) -> np.ndarray:
   """[C, C] int64 counts; rows = true class, columns = predicted class."""
   y = np.asarray(labels).ravel().astype(np.int64)

@@ -50,6 +50,7 @@ def check_config(config) -> None:
   system_cls = systems.get(config.system)
   tta.parse(config.get('eval_tta', ''))
   views.parse(config.data.get('augment', ''), 'data.augment')
+  pipeline.check_window(config)
   optim.check(config.optim)
   if config.best_mode not in ('max', 'min'):
     raise ValueError(f"best_mode={config.best_mode!r}; expected 'max' or 'min'")
