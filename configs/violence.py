@@ -10,6 +10,12 @@ Variants by argument:
   ''          the seed's recipe (150 epochs) on features of the built-in synthetic videos
   ``features``  your own feature sets: set data.{train,validation,test}_list (CSV `path,label`
               lines, `.npy` of [T, F] or [T, crops, F] per video) and data.class_names
+  ``rwf2000``   RWF-2000 prepared by `python -m vad_jax.prepare rwf2000` (10 fps, 112x112;
+              --config.data.data_dir=OUT), per-frame features from `data.extractor`
+              ('descriptor', or 'keras:<EfficientNet .h5>' for ImageNet features) extracted
+              once and cached beside the prepared data; the official val split is the test
+              split, validation is carved from train (10%, per class, seeded)
+  ``rwf2000_local``  the same prepared at 32x32, with the :local schedule (laptop CPU)
   ``local``   a laptop-CPU run on the built-in data, feature extraction included (minutes)
   ``tiny``    the smallest run through every code path (tests)
 """
@@ -27,9 +33,9 @@ from configs import common  # noqa: E402
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   variant = arg or 'full'
-  if variant not in ('full', 'features', 'local', 'tiny'):
+  if variant not in ('full', 'features', 'local', 'tiny', 'rwf2000', 'rwf2000_local'):
     raise ValueError(f"unknown variant {arg!r} of configs/violence.py; use '', 'features', "
-                     "'local' or 'tiny'")
+                     "'local', 'tiny', 'rwf2000' or 'rwf2000_local'")
   c = common.get_config('violence', 'violence', variant)
 
   # ---- data: features of the built-in synthetic videos, extracted once and cached on disk in
@@ -90,6 +96,19 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
 
   if variant == 'features':
     c.data.source = 'features'
+  elif variant.startswith('rwf2000'):
+    local = variant.endswith('_local')
+    common.prepared_data(c, 'rwf2000', fps=10.0, height=32 if local else 112,
+                         width=32 if local else 112)
+    c.data.source = 'prepared_features'
+    c.data.clip_len = 20               # RWF-2000 clips are <= 5 s: <= 50 frames at 10 fps
+    c.data.num_train = 1440            # 1,600 training clips minus the 10% validation carve:
+                                       # sets the epoch-based schedule below
+    if local:
+      epochs, warmup_epochs = 30, 3
+      c.model.bn_momentum = 0.9
+      c.data.worker_threads = 2
+      c.log_every = 25
   elif variant == 'local':
     c.data.height = c.data.width = 32
     c.data.num_train = 2000

@@ -7,6 +7,9 @@
                        disk in the `features` layout (vad_jax.extract.synthetic)
   prepared             a dataset prepared by `python -m vad_jax.prepare` (UCF-Crime videos,
                        the Kaggle UCF-Crime frames, RWF-2000) in `data.data_dir`
+  prepared_features    per-frame features of a prepared dataset (RWF-2000 for the violence
+                       system), extracted with `data.extractor` on first use and cached beside
+                       it (vad_jax.extract.prepared)
   published_features   the published snippet-feature sets (RTFM / UR-DMU / VadCLIP / C3D lists,
                        gt or annotation files): vad_jax.data.published; validation carved from
                        the training list
@@ -94,12 +97,56 @@ def _prepared(config, split: str, request: dict):
 
 
 def _published_features(config, split: str, request: dict):
-  from vad_jax.data import published
-  return published.from_config(config, split, request)
+  """Train / validation: the training list, validation carved from it (seeded, per class);
+  test: the test list with per-frame truth from data.gt, else from data.annotations, else none
+  (video-level metrics only)."""
+  from absl import logging
+  from vad_jax.data import annotations, published
+  from vad_jax.data.splits import carve_validation
+  d = config.data
+  names = tuple(d.class_names)
+  kw = dict(segments=request.get('segments', 32), bins=d.bins, train_crop=d.train_crop,
+            feature_dim=d.feature_dim, snippet_frames=d.snippet_frames, min_len=d.clip_len)
+  key = 'test_list' if split == 'test' else 'train_list'
+  if not d[key]:
+    raise ValueError(f'config.data.{key} is empty: give the list file of the '
+                     f'{"test" if split == "test" else "training"} videos')
+  entries = published.read_list(d[key], d.list_format, d.feature_root)
+  source = published.PublishedFeatures(entries, names, **kw)
+  if split != 'test':
+    train, val = carve_validation(source.labels(), d.val_fraction, d.split_seed)
+    keep = train if split == 'train' else val
+    if not len(keep):
+      raise ValueError(f'data.val_fraction={d.val_fraction} leaves the {split} split empty')
+    return published.PublishedFeatures([entries[i] for i in keep], names, **kw)
+  lengths = source.lengths()
+  if d.gt:
+    masks = published.split_gt(np.load(d.gt), lengths, d.snippet_frames)
+  elif d.annotations:
+    parse = {'ucf': annotations.parse_ucf_temporal, 'xd': annotations.parse_xd}
+    if d.annotation_format not in parse:
+      raise ValueError(f"data.annotation_format={d.annotation_format!r}: 'ucf' or 'xd'")
+    notes = (parse[d.annotation_format](d.annotations) if d.annotation_format == 'xd' else
+             parse['ucf'](d.annotations, names) if len(names) > 2 else parse['ucf'](d.annotations))
+    gt, offsets = published.build_gt(
+        [(e.key, names[l], int(n)) for e, l, n in zip(entries, source.labels(), lengths)],
+        notes, names, d.snippet_frames, base=0 if d.annotation_format == 'xd' else 1)
+    masks = [gt[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+  else:
+    logging.warning('no data.gt or data.annotations: the test split has no per-frame truth '
+                    '(video-level metrics only)')
+    return source
+  return published.PublishedFeatures(entries, names, masks=masks, **kw)
+
+
+def _prepared_features(config, split: str, request: dict):
+  from vad_jax.extract.prepared import source_from_config
+  return source_from_config(config, split, request)
 
 
 SOURCES = {'synthetic': _synthetic, 'features': _features,
            'synthetic_features': _synthetic_features, 'prepared': _prepared,
+           'prepared_features': _prepared_features,
            'published_features': _published_features}
 
 
