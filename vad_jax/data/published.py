@@ -380,7 +380,7 @@ class PublishedFeatures:
 
   def __init__(self, entries, class_names, *, segments: int = 32, bins: str = 'rtfm',
                train_crop: str = 'random', masks=None, feature_dim: int | None = None,
-               snippet_frames: int = 16):
+               snippet_frames: int = 16, min_len: int = 1):
     if bins not in BINS:
       raise ValueError(f'bins must be one of {BINS}, got {bins!r}')
     if train_crop not in TRAIN_CROPS:
@@ -394,6 +394,7 @@ class PublishedFeatures:
     self.class_names = tuple(class_names)
     self.segments, self.bins, self.train_crop = int(segments), bins, train_crop
     self.snippet_frames = int(snippet_frames)
+    self.min_len = int(min_len)
     self._labels = np.asarray([label_index(e, self.class_names) for e in self.entries], np.int32)
     self._lengths, self.num_crops, self.feature_dim = self._check_files(feature_dim)
     self.masks = None if masks is None else self._check_masks(masks)
@@ -482,5 +483,9 @@ class PublishedFeatures:
     return out
 
   def eval_transform(self, example: dict) -> dict:
-    """Unchanged: every snippet and crop [T, C, F] (the system averages over crops)."""
-    return example
+    """Every snippet and crop [T, C, F] (the system averages over crops), padded to at least
+    `min_len` snippets (one clip) by repeating the last; 'mask' keeps its true length."""
+    x = example['features']
+    if len(x) >= self.min_len:
+      return example
+    return {**example, 'features': np.concatenate([x, np.repeat(x[-1:], self.min_len - len(x), 0)])}

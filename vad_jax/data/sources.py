@@ -106,12 +106,13 @@ def _published_features(config, split: str, request: dict):
   d = config.data
   names = tuple(d.class_names)
   kw = dict(segments=request.get('segments', 32), bins=d.bins, train_crop=d.train_crop,
-            feature_dim=d.feature_dim, snippet_frames=d.snippet_frames, min_len=d.clip_len)
+            feature_dim=d.feature_dim or None, snippet_frames=d.snippet_frames,
+            min_len=d.clip_len)
   key = 'test_list' if split == 'test' else 'train_list'
   if not d[key]:
     raise ValueError(f'config.data.{key} is empty: give the list file of the '
                      f'{"test" if split == "test" else "training"} videos')
-  entries = published.read_list(d[key], d.list_format, d.feature_root)
+  entries = published.read_list(d[key], d.list_format, d.feature_root or None)
   source = published.PublishedFeatures(entries, names, **kw)
   if split != 'test':
     train, val = carve_validation(source.labels(), d.val_fraction, d.split_seed)
@@ -126,11 +127,13 @@ def _published_features(config, split: str, request: dict):
     parse = {'ucf': annotations.parse_ucf_temporal, 'xd': annotations.parse_xd}
     if d.annotation_format not in parse:
       raise ValueError(f"data.annotation_format={d.annotation_format!r}: 'ucf' or 'xd'")
-    notes = (parse[d.annotation_format](d.annotations) if d.annotation_format == 'xd' else
-             parse['ucf'](d.annotations, names) if len(names) > 2 else parse['ucf'](d.annotations))
-    gt, offsets = published.build_gt(
-        [(e.key, names[l], int(n)) for e, l, n in zip(entries, source.labels(), lengths)],
-        notes, names, d.snippet_frames, base=0 if d.annotation_format == 'xd' else 1)
+    notes = (parse['xd'](d.annotations) if d.annotation_format == 'xd' else
+             parse['ucf'](d.annotations, names if len(names) > 2 else CLASS_NAMES))
+    warnings = []
+    gt, offsets = published.build_gt(entries, lengths, notes, d.snippet_frames, base=1,
+                                     class_names=names, warnings=warnings)
+    for w in warnings:
+      logging.warning('%s', w)
     masks = [gt[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
   else:
     logging.warning('no data.gt or data.annotations: the test split has no per-frame truth '
