@@ -171,7 +171,7 @@ class HybridSystem(System):
     metrics = {'loss': total, 'reg': l_reg, 'focal': l_focal, 'mil': l_mil, 'vae': l_vae,
                'vae_recon': l_recon, 'vae_kl': l_kl,
                'score_gap': _bag_max_gap(out['score'], anomalous)}
-    return total, (metrics, {'batch_stats': mutated['batch_stats']})
+    return total, (metrics, dict(mutated))
 
   def predict(self, variables, batch: dict) -> dict[str, jnp.ndarray]:
     """Inference on overlapping clips, `eval_stride` frames apart: 'video' [B, N, H, W, 3] ->
