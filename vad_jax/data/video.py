@@ -9,6 +9,8 @@ frames therefore follows the video exactly: truth[j] = source_truth[resample_ind
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 
@@ -24,3 +26,81 @@ def resample_indices(num_frames: int, src_fps: float, dst_fps: float | None) -> 
   m = int(np.ceil(num_frames / step - 1e-9))
   idx = np.floor(np.arange(m) * step + 1e-9).astype(np.int64)
   return idx[idx < num_frames]
+
+
+class VideoError(ValueError):
+  """A video or frame file that cannot be used (the message names the file)."""
+
+
+def decode(path: str, fps: float | None = None,
+           size: tuple[int, int] | None = None) -> tuple[np.ndarray, float, int]:
+  """-> (frames uint8 [M, H, W, 3], src_fps, num_src_frames) of the first video stream.
+
+  Keeps output frame j = source frame floor(j * src_fps / fps), selected while decoding (the
+  source video is never held whole); equals resample_indices(num_src_frames, src_fps, fps).
+  size=(H, W) resizes with FFmpeg's swscale (bilinear). A file PyAV cannot open, without a
+  video stream or without a decodable frame raises VideoError; a file damaged part-way gives
+  the frames decoded before the damage (a truncated download keeps what it has).
+  """
+  import av
+  try:
+    container = av.open(path)
+  except Exception as e:  # noqa: BLE001  (PyAV raises many error types for bad files)
+    raise VideoError(f'{path}: cannot open as a video: {e}') from None
+  with container:
+    if not container.streams.video:
+      raise VideoError(f'{path}: has no video stream')
+    stream = container.streams.video[0]
+    src_fps = float(stream.average_rate or stream.guessed_rate or 0) or 30.0
+    step = None if not fps or fps >= src_fps else src_fps / fps
+    frames, n, want = [], 0, 0
+    kw = {'format': 'rgb24'}
+    if size is not None:
+      kw.update(height=int(size[0]), width=int(size[1]))
+    try:
+      for frame in container.decode(stream):
+        if step is None or n == want:
+          frames.append(frame.to_ndarray(**kw))
+          if step is not None:
+            want = int(np.floor(len(frames) * step + 1e-9))
+        n += 1
+    except Exception as e:  # noqa: BLE001
+      if not n:
+        raise VideoError(f'{path}: no decodable frame: {e}') from None
+  if not frames:
+    raise VideoError(f'{path}: has no frames')
+  return np.stack(frames), src_fps, n
+
+
+def write_video(path: str, frames: np.ndarray, fps: float, codec: str = 'libx264') -> None:
+  """Writes uint8 [N, H, W, 3] as MP4 (H.264, yuv420p) or with codec 'mpeg4' (AVI); atomic (a
+  temporary name in the same folder, then renamed)."""
+  import av
+  frames = np.asarray(frames, np.uint8)
+  n, h, w, _ = frames.shape
+  if h % 2 or w % 2:
+    raise ValueError(f'{path}: H.264/MPEG-4 need even frame sizes, got {h}x{w}')
+  folder, name = os.path.split(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  tmp = os.path.join(folder, f'.tmp-{os.getpid()}-{name}')
+  with av.open(tmp, 'w', format=os.path.splitext(path)[1].lstrip('.') or 'mp4') as out:
+    stream = out.add_stream(codec, rate=int(round(fps)))
+    stream.width, stream.height, stream.pix_fmt = w, h, 'yuv420p'
+    for f in frames:
+      for packet in stream.encode(av.VideoFrame.from_ndarray(f, format='rgb24')):
+        out.mux(packet)
+    for packet in stream.encode():
+      out.mux(packet)
+  os.replace(tmp, path)
+
+
+def read_frame_image(path: str) -> np.ndarray:
+  """uint8 [H, W, 3] of a PNG/JPEG frame (Pillow); a truncated or corrupt image raises
+  VideoError (truncated images are never silently completed)."""
+  from PIL import Image
+  try:
+    with Image.open(path) as im:
+      im.load()
+      return np.asarray(im.convert('RGB'))
+  except (OSError, ValueError, SyntaxError) as e:
+    raise VideoError(f'{path}: cannot read the image: {e}') from None
