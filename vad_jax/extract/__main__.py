@@ -37,7 +37,8 @@ def main(argv):
   print(f'wrote features of {spec.name} to {out}: {meta["splits"]}')
   if 'train' in meta['splits'] and 'test' in meta['splits']:
     gt = f' --config.data.gt={out}/gt-test.npy' if meta['splits']['test']['gt'] else ''
-    print(f'train the hybrid on them: python -m vad_jax.main --config=configs/hybrid.py:features '
+    print(f'train the hybrid on them (:features_local on a CPU): '
+          f'python -m vad_jax.main --config=configs/hybrid.py:features '
           f'--config.data.train_list={out}/train.list --config.data.test_list={out}/test.list'
           f'{gt} --config.data.snippet_frames={_SNIPPET.value} --workdir=RUN')
 
