@@ -292,7 +292,7 @@ def _sultani_loop(x, s):
   return np.array(out)
 
 
-@pytest.mark.parametrize('t', [1, 2, 5, 31, 32, 33, 70, 200])
+@pytest.mark.parametrize('t', [1, 2, 5, 31, 32, 33, 70, 100, 200])
 @pytest.mark.parametrize('s', [32, 4])
 def test_segment_rules_match_loops(t, s):
   x = RNG.normal(size=(t, 3)).astype(np.float32)
@@ -408,3 +408,10 @@ def test_picklable_and_select(rtfm):
   assert part[1]['index'] == 1 and len(part[0]['mask']) == 64
   assert subset(entries, [2, 0]) == [entries[2], entries[0]]
   assert isinstance(entries[0], Entry)
+
+
+def test_config_defaults_zero_feature_dim_and_empty_root_mean_unset(rtfm):
+  path, _ = rtfm
+  entries = read_list(path, root='')
+  assert [e.paths for e in entries] == [e.paths for e in read_list(path)]
+  assert PublishedFeatures(entries, CLASS_NAMES, feature_dim=0).feature_dim == F

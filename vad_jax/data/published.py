@@ -53,6 +53,7 @@ class _Resolver:
   machine)."""
 
   def __init__(self, list_dir: str, root: str | None):
+    root = root or None   # '' (a config default) means no root
     if root is not None and not os.path.isdir(root):
       raise FileNotFoundError(f'{root}: feature root folder not found')
     self.list_dir, self.root, self._index = list_dir, root, None
@@ -400,6 +401,7 @@ class PublishedFeatures:
     self.masks = None if masks is None else self._check_masks(masks)
 
   def _check_files(self, feature_dim):
+    feature_dim = feature_dim or None   # 0 (a config default) means any
     lengths, first = [], None
     for e in self.entries:
       t, c, f = _entry_shape(e)

@@ -78,20 +78,27 @@ def write_video(path: str, frames: np.ndarray, fps: float, codec: str = 'libx264
   import av
   frames = np.asarray(frames, np.uint8)
   n, h, w, _ = frames.shape
+  if not n:
+    raise ValueError(f'{path}: no frames to write')
   if h % 2 or w % 2:
     raise ValueError(f'{path}: H.264/MPEG-4 need even frame sizes, got {h}x{w}')
   folder, name = os.path.split(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
   tmp = os.path.join(folder, f'.tmp-{os.getpid()}-{name}')
-  with av.open(tmp, 'w', format=os.path.splitext(path)[1].lstrip('.') or 'mp4') as out:
-    stream = out.add_stream(codec, rate=int(round(fps)))
-    stream.width, stream.height, stream.pix_fmt = w, h, 'yuv420p'
-    for f in frames:
-      for packet in stream.encode(av.VideoFrame.from_ndarray(f, format='rgb24')):
+  try:
+    with av.open(tmp, 'w', format=os.path.splitext(path)[1].lstrip('.') or 'mp4') as out:
+      stream = out.add_stream(codec, rate=int(round(fps)))
+      stream.width, stream.height, stream.pix_fmt = w, h, 'yuv420p'
+      for f in frames:
+        for packet in stream.encode(av.VideoFrame.from_ndarray(f, format='rgb24')):
+          out.mux(packet)
+      for packet in stream.encode():
         out.mux(packet)
-    for packet in stream.encode():
-      out.mux(packet)
-  os.replace(tmp, path)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
 
 
 def read_frame_image(path: str) -> np.ndarray:

@@ -140,13 +140,15 @@ def ucf_crime(raw_dir: str, val_fraction: float = 0.1, seed: int = 0) -> list[Ra
 
 
 _KAGGLE = re.compile(r'(.+)_(\d+)\.png', re.I)
+_KAGGLE_CLASSES = {**{c.lower(): c for c in CLASS_NAMES}, 'normalvideos': 'Normal'}
 
 
 def ucf_crime_frames(raw_dir: str, val_fraction: float = 0.1, seed: int = 0) -> list[RawVideo]:
   """The Kaggle UCF-Crime frames: Train|Test/<Class>/<Video>_x264_<n>.png, grouped into videos
   by name and ordered by n (numerically). A video in Train and Test is refused (SplitLeak).
   Test truth from a Temporal_Anomaly_Annotation*.txt under raw_dir when there is one (n is
-  the source frame, 0-based), else none."""
+  the source frame, 0-based), else none; an annotation without a line for an anomalous test
+  video gives that video no truth (None, logged), a normal one an all-normal truth ()."""
   groups: dict[tuple[str, str], dict] = {}
   odd = []
   for folder, f in _walk(raw_dir):
@@ -158,10 +160,10 @@ def ucf_crime_frames(raw_dir: str, val_fraction: float = 0.1, seed: int = 0) -> 
       odd.append(f)
       continue
     split = parts[-2]
-    cls = os.path.basename(folder)
-    cls = 'Normal' if cls.lower().startswith('normal') else cls
-    if cls not in CLASS_NAMES:
-      raise ValueError(f'{folder}: unknown class folder {os.path.basename(folder)!r}')
+    cls = _KAGGLE_CLASSES.get(os.path.basename(folder).lower().replace('_', ''))
+    if cls is None:
+      raise ValueError(f'{folder}: unknown class folder {os.path.basename(folder)!r}; known: '
+                       f'{list(CLASS_NAMES[1:])} and NormalVideos (any case)')
     g = groups.setdefault((split, m.group(1)), {'cls': cls, 'frames': [], 'folder': folder})
     if g['cls'] != cls:
       raise ValueError(f'video {m.group(1)!r} has frames in {g["folder"]} and {folder}')
@@ -178,15 +180,23 @@ def ucf_crime_frames(raw_dir: str, val_fraction: float = 0.1, seed: int = 0) -> 
                       'may never be in two splits')
   notes_path = find_one(raw_dir, r'Temporal_Anomaly_Annotation.*\.txt', required=False)
   notes = ann.parse_ucf_temporal(notes_path) if notes_path else None
-  items = []
+  items, unannotated = [], []
   for (split, name), g in sorted(groups.items()):
     frames = sorted(g['frames'])
     intervals = None
     if split == 'test' and notes is not None:
       key = ann.video_key(name)
-      intervals = tuple(notes[key].intervals) if key in notes else ()
+      if key in notes:
+        intervals = tuple(notes[key].intervals)
+      elif g['cls'] == 'Normal':
+        intervals = ()
+      else:     # an anomalous video without a line has unknown truth, not an all-normal one
+        unannotated.append(name)
     items.append(RawVideo(name, split, g['cls'], 'frames', tuple(p for _, p in frames),
                           tuple(n for n, _ in frames), intervals, g['folder']))
+  if unannotated:
+    logging.warning('%d anomalous test videos have no line in %s (no frame truth for them), '
+                    'e.g. %s', len(unannotated), notes_path, unannotated[:3])
   return _finish(_carve(items, val_fraction, seed, CLASS_NAMES))
 
 
