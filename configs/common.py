@@ -18,6 +18,8 @@ def get_config(name: str, system: str, variant: str) -> ml_collections.ConfigDic
   c.data.source = ''             # vad_jax.data.sources: synthetic | features | synthetic_features
   c.data.augment = ''            # training views of videos, per example: 'hflip', 'shift'
   c.data.worker_threads = 4
+  c.data.sampling_power = 0.0    # training draws: example weight ∝ n_class^-power (0 = shuffle
+                                 # each example once an epoch; 1 = every class equally often)
 
   c.model = ml_collections.ConfigDict()
   c.model.dtype = 'float32'      # compute dtype: float32 | bfloat16 | float16 | auto (bf16 off CPU)
@@ -40,6 +42,19 @@ def get_config(name: str, system: str, variant: str) -> ml_collections.ConfigDic
   c.optim.momentum = 0.0          # sgd
   c.optim.plateau = ml_collections.ConfigDict(dict(
       factor=0.5, patience=5, cooldown=0, rtol=1e-4, accumulation_size=1))
+  c.optim.sam_rho = 0.0           # > 0: sharpness-aware minimisation (optax.contrib.sam), radius rho
+
+  # ---- training tricks the step applies for any system (vad_jax.train.step)
+  c.mixup = ml_collections.ConfigDict()   # on device, the step's RNG (vad_jax.data.mixing)
+  c.mixup.mixup_alpha = 0.0       # > 0: mixup, lam ~ Beta(alpha, alpha)
+  c.mixup.cutmix_alpha = 0.0      # > 0: CutMix (one box a batch, lam = the area kept)
+  c.mixup.switch_prob = 0.5       # both > 0: P(CutMix) for a batch
+  c.mixup.prob = 1.0              # P(a batch is mixed at all)
+  c.swa = ml_collections.ConfigDict()     # stochastic weight averaging (vad_jax.train.swa)
+  c.swa.start_step = 0            # > 0: average the parameters from this step on (0 = off)
+  c.swa.every = 1                 # steps between the snapshots averaged (equal weights)
+  c.swa.stat_batches = 8          # training batches that recompute BatchNorm statistics of the
+                                  # average before each evaluation
 
   c.batch_size = 32              # examples a step, global (a system may count otherwise: see it)
   c.num_steps = 1000
@@ -63,6 +78,27 @@ def get_config(name: str, system: str, variant: str) -> ml_collections.ConfigDic
   c.checkpoint_every = 500
   c.keep_checkpoints = 3
   return c
+
+
+def synthetic_videos(c: ml_collections.ConfigDict) -> None:
+  """Keys of the 'synthetic' source (the built-in procedural videos, vad_jax.data.synthetic) for
+  clip-based video systems, at the seeds' full size; variants override what differs."""
+  c.data.source = 'synthetic'
+  c.data.height = 224
+  c.data.width = 224
+  c.data.clip_len = 16           # T frames a clip (one sequence through the temporal model)
+  c.data.clips_per_video = 4     # K clips a training bag (MIL)
+  c.data.eval_frames = 128       # frames of an untrimmed validation/test video
+  c.data.eval_stride = 8         # frames between clip starts when scoring (<= clip_len; see README)
+  c.data.eval_window = 0         # > 0: score long videos in windows of this many frames
+                                 # (clip_len + a multiple of eval_stride; README: Real data)
+  c.data.num_train = 1600
+  c.data.num_validation = 160
+  c.data.num_test = 290
+  c.data.normal_fraction = 0.4   # normal is the dominant class; the rest spread over 13 anomaly classes
+  c.data.class_imbalance = 4.0   # most / least frequent anomaly class
+  c.data.window = (24, 48)       # anomaly window length, frames
+  c.data.min_event_px = 1.5      # small event details are drawn at least this many pixels big
 
 
 def prepared_data(c: ml_collections.ConfigDict, dataset: str, fps: float, height: int,

@@ -38,22 +38,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.requires_accelerator = variant in ('full', 'ucf_crime', 'features')
 
   # ---- data: the built-in procedural surveillance videos (vad_jax.data.synthetic).
-  c.data.source = 'synthetic'
-  c.data.height = 224
-  c.data.width = 224
-  c.data.clip_len = 16           # T frames a clip (one sequence through BiLSTM + Transformer)
-  c.data.clips_per_video = 4     # K clips a training bag (MIL); a training video has K*T + horizon frames
-  c.data.eval_frames = 128       # frames of an untrimmed validation/test video
-  c.data.eval_stride = 8         # frames between clip starts when scoring (<= clip_len; see README)
-  c.data.eval_window = 0         # > 0: score long videos in windows of this many frames
-                                 # (clip_len + a multiple of eval_stride; README: Real data)
-  c.data.num_train = 1600
-  c.data.num_validation = 160
-  c.data.num_test = 290
-  c.data.normal_fraction = 0.4   # normal is the dominant class; the rest spread over 13 anomaly classes
-  c.data.class_imbalance = 4.0   # most / least frequent anomaly class
-  c.data.window = (24, 48)       # anomaly window length, frames
-  c.data.min_event_px = 1.5      # small event details are drawn at least this many pixels big
+  common.synthetic_videos(c)       # K*T + horizon frames a training video (see the system)
 
   # ---- model
   c.model.num_classes = 14

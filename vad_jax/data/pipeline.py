@@ -14,7 +14,7 @@ import grain
 import jax
 import numpy as np
 
-from vad_jax.data import views
+from vad_jax.data import sampling, views
 
 def _read_options(config) -> grain.ReadOptions:
   return grain.ReadOptions(num_threads=config.data.worker_threads, prefetch_buffer_size=4)
@@ -33,7 +33,7 @@ def _train_random_map(config, source):
   """Source-specific training randomness (clip sampling), then the configured video views."""
   augment = views.parse(config.data.get('augment', ''), 'data.augment')
   names = tuple(v[0] for v in augment)
-  augment_fn = views.random_augment(names) if names else None
+  augment_fn = views.random_augment(names, source.sequence_field) if names else None
 
   def transform(example: dict, rng: np.random.Generator) -> dict:
     example = source.train_transform(example, rng)
@@ -43,15 +43,21 @@ def _train_random_map(config, source):
 
 def train_iterator(config, source, fields, global_batch: int, seed: int) -> grain.DatasetIterator:
   """Endless, reshuffled-every-epoch iterator of this process's training batches of `fields`
-  (checkpointable); per-example randomness is deterministic per position."""
+  (checkpointable); per-example randomness is deterministic per position. With
+  `data.sampling_power` > 0 examples are drawn with replacement, weight ∝ n_class^-power."""
   per_process, rest = divmod(global_batch, jax.process_count())
   if rest:
     raise ValueError(f'{global_batch} examples a step do not split over {jax.process_count()} hosts')
-  if config.data.get('augment') and source.sequence_field != 'video':
-    raise ValueError(f'data.augment={config.data.augment!r} transforms videos; this source gives '
-                     f"{source.sequence_field!r}: set data.augment=''")
-  ds = grain.MapDataset.source(source)[jax.process_index()::jax.process_count()]
-  ds = ds.shuffle(seed=seed).repeat()
+  if config.data.get('augment') and source.sequence_field not in ('video', 'image'):
+    raise ValueError(f'data.augment={config.data.augment!r} transforms videos and images; this '
+                     f"source gives {source.sequence_field!r}: set data.augment=''")
+  power = float(config.data.get('sampling_power', 0.0))
+  if power > 0:      # class-weighted draws with replacement (vad_jax.data.sampling)
+    ds = sampling.weighted_dataset(source, source.labels(), power, seed)
+    ds = ds[jax.process_index()::jax.process_count()]
+  else:
+    ds = grain.MapDataset.source(source)[jax.process_index()::jax.process_count()]
+    ds = ds.shuffle(seed=seed).repeat()
   ds = ds.random_map(_train_random_map(config, source), seed=seed + 1).map(_select(fields))
   ds = ds.batch(per_process, drop_remainder=True)
   return iter(ds.to_iter_dataset(_read_options(config)))

@@ -10,6 +10,9 @@
   prepared_features    per-frame features of a prepared dataset (RWF-2000 for the violence
                        system), extracted with `data.extractor` on first use and cached beside
                        it (vad_jax.extract.prepared)
+  synthetic_frames     single frames of the built-in videos (seed 002's frame classifier), split
+                       by video; minority classes get severity-scaled heavy augmentation in
+                       training (`data.severity`, vad_jax.data.severity)
   published_features   the published snippet-feature sets (RTFM / UR-DMU / VadCLIP / C3D lists,
                        gt or annotation files): vad_jax.data.published; validation carved from
                        the training list
@@ -21,6 +24,7 @@ import numpy as np
 
 from vad_jax.classes import CLASS_NAMES
 from vad_jax.data import synthetic
+from vad_jax.data.frames import SyntheticFrames
 
 SPLITS = ('train', 'validation', 'test')
 
@@ -55,6 +59,31 @@ def _synthetic(config, split: str, request: dict):
       normal_fraction=d.normal_fraction, class_imbalance=d.class_imbalance,
       window=tuple(d.window), min_event_px=d.min_event_px, seed=config.seed)
   return SyntheticSource(spec, split)
+
+
+class AugmentedFrames(SyntheticFrames):
+  """SyntheticFrames whose training transform is `augment` (the class-severity augmentation of
+  vad_jax.data.severity, or None)."""
+  augment = None
+
+  def train_transform(self, example: dict, rng: np.random.Generator) -> dict:
+    return self.augment(example, rng) if self.augment else example
+
+
+def _synthetic_frames(config, split: str, request: dict):
+  del request
+  from vad_jax.data import severity
+  d = config.data
+  spec = synthetic.SyntheticSpec(
+      height=d.height, width=d.width, num_frames=d.num_frames,
+      num_videos={'train': d.num_train, 'validation': d.num_validation, 'test': d.num_test}[split],
+      normal_fraction=d.normal_fraction, class_imbalance=d.class_imbalance,
+      window=tuple(d.window), min_event_px=d.min_event_px, seed=config.seed)
+  src = AugmentedFrames(spec, split, d.frames_per_video, d.label_mode)
+  if split == 'train' and d.severity != 'none':
+    counts = np.bincount(src.labels(), minlength=len(CLASS_NAMES))
+    src.augment = severity.random_map(severity.severity_from_counts(counts, d.severity))
+  return src
 
 
 def _features(config, split: str, request: dict):
@@ -147,7 +176,7 @@ def _prepared_features(config, split: str, request: dict):
   return source_from_config(config, split, request)
 
 
-SOURCES = {'synthetic': _synthetic, 'features': _features,
+SOURCES = {'synthetic': _synthetic, 'synthetic_frames': _synthetic_frames, 'features': _features,
            'synthetic_features': _synthetic_features, 'prepared': _prepared,
            'prepared_features': _prepared_features,
            'published_features': _published_features}
@@ -162,3 +191,13 @@ def make(config, split: str, request: dict | None = None):
   if name not in SOURCES:
     raise ValueError(f'config.data.source={name!r}; known sources: {sorted(SOURCES)}')
   return SOURCES[name](config, split, request or {})
+
+
+def make_splits(config, request: dict | None = None) -> dict:
+  """{split: source} for every split, refusing (SplitLeak) sources that say which video each
+  example comes from (`video_ids()`, e.g. frame datasets) when one video is in two splits."""
+  from vad_jax.data.splits import check_disjoint
+  srcs = {split: make(config, split, request) for split in SPLITS}
+  if all(hasattr(s, 'video_ids') for s in srcs.values()):
+    check_disjoint({split: sorted(set(s.video_ids())) for split, s in srcs.items()})
+  return srcs

@@ -3,7 +3,9 @@
 Needs `predict` to give 'logits' [B, C]. Reports accuracy, balanced accuracy (mean per-class
 recall), macro F1, per-class accuracy and the largest gap between two classes' accuracies
 (`per_class_gap`, what seed 003's monitor watches), the confusion matrix, and ROC-AUC / AP of
-the positive class (score = its softmax probability); saves every example's probabilities
+the positive class (score = its softmax probability; `positive_class=None`: none) and, with
+`normal_class`, `anomaly_auc` / `anomaly_ap` of anomalous vs normal examples scored 1 - p(normal)
+(a many-class classifier used as a detector); saves every example's probabilities
 (`predictions_<split>.npz`) and a confusion-matrix PNG.
 """
 
@@ -20,7 +22,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
   return e / e.sum(-1, keepdims=True)
 
 
-def summarize(labels: np.ndarray, probs: np.ndarray, class_names, positive: int) -> dict:
+def summarize(labels: np.ndarray, probs: np.ndarray, class_names, positive: int | None,
+              normal: int | None = None) -> dict:
   """Metrics of predictions argmax(probs) against labels, JSON-ready."""
   c = len(class_names)
   pred = probs.argmax(-1)
@@ -40,12 +43,18 @@ def summarize(labels: np.ndarray, probs: np.ndarray, class_names, positive: int)
       'per_class_gap': float(recall[present].max() - recall[present].min()),
       'confusion_matrix': cm.tolist(),
       'num_examples': int(len(labels)),
-      'positive_class': class_names[positive],
   }
-  y = (labels == positive).astype(np.int32)
-  if 0 < y.sum() < len(y):
-    out['roc_auc'] = metrics.roc_auc(y, probs[:, positive])
-    out['ap'] = metrics.average_precision(y, probs[:, positive])
+  if positive is not None:
+    out['positive_class'] = class_names[positive]
+    y = (labels == positive).astype(np.int32)
+    if 0 < y.sum() < len(y):
+      out['roc_auc'] = metrics.roc_auc(y, probs[:, positive])
+      out['ap'] = metrics.average_precision(y, probs[:, positive])
+  if normal is not None:
+    y = (labels != normal).astype(np.int32)
+    if 0 < y.sum() < len(y):
+      out['anomaly_auc'] = metrics.roc_auc(y, 1.0 - probs[:, normal])
+      out['anomaly_ap'] = metrics.average_precision(y, 1.0 - probs[:, normal])
   return out
 
 
@@ -53,15 +62,19 @@ class Classification:
   """Evaluator (vad_jax.evaluate.evaluators). Logged scalars: accuracy, balanced_accuracy,
   macro_f1, per_class_gap, roc_auc and each class's accuracy."""
 
-  def __init__(self, config, class_names, positive_class: int = 1):
+  def __init__(self, config, class_names, positive_class: int | None = 1,
+               normal_class: int | None = None, require_all_classes: bool = True):
     del config
+    self.require_all_classes = require_all_classes
     self.class_names = tuple(class_names)
     self.positive = positive_class
-    self.scalars = ('accuracy', 'balanced_accuracy', 'macro_f1', 'per_class_gap', 'roc_auc')
+    self.normal = normal_class
+    self.scalars = ('accuracy', 'balanced_accuracy', 'macro_f1', 'per_class_gap', 'roc_auc',
+                    'anomaly_auc')
 
   def check_split(self, labels: np.ndarray, split: str) -> None:
     missing = [n for c, n in enumerate(self.class_names) if not np.any(labels == c)]
-    if missing:
+    if missing and self.require_all_classes:
       raise ValueError(f'the {split} split ({len(labels)} examples) has no example of '
                        f'{missing}: per-class accuracy is undefined; give it more examples')
 
@@ -70,7 +83,7 @@ class Classification:
     if logits.ndim != 2:
       raise ValueError(f"classification needs 'logits' [N, C] from predict, got {logits.shape}")
     probs = softmax(logits)
-    results = summarize(rows['label'], probs, self.class_names, self.positive)
+    results = summarize(rows['label'], probs, self.class_names, self.positive, self.normal)
     results.update({f'accuracy_{n}': a for n, a in results['per_class_accuracy'].items()
                     if a is not None})
     saved = {'index': rows['index'], 'label': rows['label'], 'probs': probs.astype(np.float32)}
@@ -80,7 +93,10 @@ class Classification:
     del config
     return {'balanced_accuracy_definition': 'mean over classes of per-class recall',
             'per_class_gap_definition': 'max - min per-class accuracy (recall)',
-            'ap_definition': 'sklearn average_precision_score (step-wise, no interpolation)'}
+            'ap_definition': 'sklearn average_precision_score (step-wise, no interpolation)',
+            **({'anomaly_auc_definition': f'ROC-AUC of label != {self.class_names[self.normal]} '
+                                          f'scored 1 - p({self.class_names[self.normal]})'}
+               if self.normal is not None else {})}
 
   def write(self, saved: dict, results: dict, workdir: str, split: str) -> None:
     path = os.path.join(workdir, f'predictions_{split}.npz')

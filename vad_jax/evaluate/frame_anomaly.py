@@ -6,6 +6,12 @@ Needs `predict` to give 'score' [B, K] (clip anomaly score) and 'logits' [B, K, 
 `data.snippet_frames` frames). Frame metrics need the source's per-frame 'mask'; a split without
 one (validation carved from weakly labelled training videos) gets the video-level metrics only:
 video_auc / video_ap of each video's highest clip score against normal vs anomalous.
+
+Component scores: every further output 'score_<name>' [B, K] (e.g. the SVDD distance or a
+reconstruction error of a system whose 'score' combines several pieces of evidence) is scored the
+same way and reported beside the combined one as `frame_auc_<name>` / `frame_ap_<name>` (or
+`video_auc_<name>`), so one can see whether each head is useful; their per-frame scores are
+saved in `components_<split>.npz` (same frame order as `scores_<split>.npz`).
 """
 
 import os
@@ -96,9 +102,25 @@ class FrameAnomaly:
       raise ValueError(f'the {split} split ({len(labels)} videos) holds only class {labels[0]}: '
                        f'frame AUC is undefined; give it more videos (config.data.num_{split})')
 
-  def evaluate(self, rows: dict) -> tuple[dict, SplitScores]:
+  def evaluate(self, rows: dict) -> tuple[dict, tuple[SplitScores, dict]]:
     scores = scoring.from_rows(rows, self.clip_len, self.stride, self.snippet_frames)
-    return summarize(scores, self.class_names, self.normal), scores
+    results = summarize(scores, self.class_names, self.normal)
+    components = {}
+    for key in sorted(rows):
+      if not key.startswith('out/score_'):
+        continue
+      name = key[len('out/score_'):]
+      part = scoring.from_rows(dict(rows, **{'out/score': rows[key]}), self.clip_len,
+                               self.stride, self.snippet_frames)
+      components[name] = part.frame_scores
+      found = video_metrics(part, self.normal)
+      if part.has_frame_truth:
+        found.update(frame_auc=metrics.roc_auc(part.frame_labels, part.frame_scores),
+                     frame_ap=metrics.average_precision(part.frame_labels, part.frame_scores))
+      results.update({f'{k}_{name}': v for k, v in found.items()})
+      shown = [f'{k}_{name}' for k in ('frame_auc', 'video_auc') if k in found]
+      self.scalars = tuple(dict.fromkeys(self.scalars + tuple(shown)))   # console line
+    return results, (scores, components)
 
   def definitions(self, config) -> dict:
     unit = 'frames' if self.snippet_frames == 1 else f'snippets of {self.snippet_frames} frames'
@@ -114,8 +136,13 @@ class FrameAnomaly:
             'video_score_definition': "a video's highest clip score (video_auc / video_ap: "
                                       'anomalous vs normal videos)'}
 
-  def write(self, scores: SplitScores, results: dict, workdir: str, split: str) -> None:
+  def write(self, artifact, results: dict, workdir: str, split: str) -> None:
+    scores, components = artifact
     scores.save(os.path.join(workdir, f'scores_{split}.npz'))
+    if components:
+      path = os.path.join(workdir, f'components_{split}.npz')
+      np.savez_compressed(path + '.tmp.npz', **components)
+      os.replace(path + '.tmp.npz', path)
     plots.plot_scores(scores, os.path.join(workdir, f'{split}_scores.png'), self.class_names,
                       self.num_plot_videos, self.normal)
     if 'clip_confusion_matrix' in results:

@@ -195,6 +195,8 @@ class MBConvBlock(nn.Module):
 class EfficientNet(nn.Module):
     """EfficientNet trunk without classifier. x [N,H,W,3] (normalised) -> [N, feature_dim].
 
+    ``pool=False`` returns the head's feature map [N, h, w, feature_dim] instead of its
+    global mean (h = ceil(H/32)); parameters do not depend on ``pool``.
     Params: ``stem``, ``stage0``..``stage6`` (each ``block0``..), ``head``.
     ``padding``: 'same' (TF/Keras, needed for Keras weights) or 'symmetric' (timm).
     ``frozen_stages=N`` freezes the stem plus block stages 0..N-1 (N=2 -> stem,
@@ -211,6 +213,7 @@ class EfficientNet(nn.Module):
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
     frozen_stages: int = 0
+    pool: bool = True
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -247,7 +250,7 @@ class EfficientNet(nn.Module):
 
         x = _ConvBN(rf(1280), 1, 1, self.padding, name="head", **common)(
             x, use_running_average=not train)
-        return jnp.mean(x, axis=(1, 2))
+        return jnp.mean(x, axis=(1, 2)) if self.pool else x
 
 
 class _Stage(nn.Module):

@@ -9,6 +9,8 @@ from vad_jax.systems.base import System
 _SYSTEMS = {
     'hybrid': 'vad_jax.systems.hybrid:HybridSystem',        # seed 000
     'hybrid_features': 'vad_jax.systems.hybrid:HybridFeaturesSystem',  # seed 000, no trunk
+    'svdd_vae': 'vad_jax.systems.svdd_vae:SVDDVAESystem',   # seed 001
+    'multihead': 'vad_jax.systems.multihead:MultiHeadSystem',  # seed 002
     'violence': 'vad_jax.systems.violence:ViolenceSystem',  # seed 003
 }
 

@@ -7,7 +7,10 @@ element spec of one training example), so no shape is ever written by hand.
   task             'anomaly' | 'classification' | 'detection': what `predict` returns
   train_fields     batch fields `loss` reads (the pipeline drops every other field, so frame
                    masks can never reach a weakly supervised loss)
-  predict_fields   batch fields `predict` reads
+  predict_fields   batch fields `predict` reads (the first is the one test-time views transform)
+  mix_field        the input field mixup / CutMix may mix (None: the system reads no mixed
+                   batches); a mixed batch also holds 'label_b' [B] and 'mix_lam' [B], and the
+                   loss combines lam * L(label) + (1 - lam) * L(label_b)
   check_config(config)              ValueError for values the system cannot run (classmethod)
   data_request(config)              {key: value} the source needs from the system (e.g. the
                                     frames of a training video); classmethod, before building
@@ -39,6 +42,7 @@ class System(abc.ABC):
   task: ClassVar[str]
   train_fields: ClassVar[tuple[str, ...]]
   predict_fields: ClassVar[tuple[str, ...]]
+  mix_field: ClassVar[str | None] = None
 
   @classmethod
   def data_request(cls, config) -> dict:

@@ -25,7 +25,7 @@ from vad_jax.data import pipeline, sources, views
 from vad_jax.data.source import DataInfo
 from vad_jax.evaluate import evaluators as evaluators_lib
 from vad_jax.evaluate import runner, tta
-from vad_jax.train import checkpoint, logbook, optim
+from vad_jax.train import checkpoint, logbook, optim, swa
 from vad_jax.train import monitors as monitors_lib
 from vad_jax.train import step as step_lib
 
@@ -59,6 +59,25 @@ def check_config(config) -> None:
       raise ValueError(f'config.evals.{name}: unknown evaluator; known: '
                        f'{sorted(evaluators_lib.EVALUATORS)}')
   monitors_lib.make(config)
+  if step_lib.swa_enabled(config):
+    if config.ema_decay > 0:
+      raise ValueError('ema_decay > 0 and swa.start_step > 0: both average the weights in one '
+                       'slot; choose one')
+    if config.swa.every < 1 or config.swa.stat_batches < 1:
+      raise ValueError(f'swa.every={config.swa.every} and swa.stat_batches='
+                       f'{config.swa.stat_batches} must be >= 1')
+    if config.swa.start_step > config.num_steps:
+      raise ValueError(f'swa.start_step={config.swa.start_step} is after the last step '
+                       f'(num_steps={config.num_steps}): nothing would be averaged')
+  if step_lib.mixup_enabled(config):
+    m = config.mixup
+    if m.mixup_alpha < 0 or m.cutmix_alpha < 0 or not 0 <= m.switch_prob <= 1 or m.prob > 1:
+      raise ValueError(f'mixup: alphas must be >= 0 and probabilities in [0, 1], got {dict(m)}')
+    if not getattr(system_cls, 'mix_field', None):
+      raise ValueError(f'mixup is on (mixup.mixup_alpha / cutmix_alpha > 0) but the system '
+                       f'{config.system!r} does not read mixed batches; set them to 0')
+  if config.data.get('sampling_power', 0.0) < 0:
+    raise ValueError(f'data.sampling_power={config.data.sampling_power} must be >= 0')
   if config.data.source not in sources.SOURCES:
     raise ValueError(f'config.data.source={config.data.source!r}; known sources: '
                      f'{sorted(sources.SOURCES)}')
@@ -152,7 +171,7 @@ def build(config):
   The system is built from what the training source reports."""
   system_cls = systems.get(config.system)
   request = system_cls.data_request(config)
-  srcs = {split: sources.make(config, split, request) for split in sources.SPLITS}
+  srcs = sources.make_splits(config, request)
   spec = pipeline.element_spec(config, srcs['train'], system_cls.train_fields)
   counts = np.bincount(srcs['train'].labels(), minlength=len(srcs['train'].class_names))
   info = DataInfo(tuple(srcs['train'].class_names), counts, spec)
@@ -209,7 +228,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
   train_step = step_lib.make_train_step(system, mesh, config.seed,
                                         optim.schedule(config.optim, config.num_steps),
-                                        config.ema_decay)
+                                        config.ema_decay, **step_lib.tricks(config))
+  averaged_stats = _swa_refresher(config, system, srcs['train'], mesh, batch)
   predict = step_lib.make_predict_step(system, mesh, tta.parse(config.get('eval_tta', '')))
   book = logbook.Logbook(workdir, config.num_steps, start)
   pending, t_start, done = [], time.perf_counter(), start
@@ -227,6 +247,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       book.train(done, jax.tree.map(lambda *x: np.mean(x), *jax.device_get(pending)))
       pending = []
     if done % config.eval_every == 0 or done == config.num_steps:
+      state = averaged_stats(state)
       val, _ = evaluate(config, evals, predict, state, mesh, srcs['validation'], system.predict_fields)
       scalars = _scalars(val)
       book.scalars(done, scalars, 'validation')
@@ -252,6 +273,22 @@ def train_and_evaluate(config, workdir: str) -> dict:
                     srcs['test'], max(done, start))
 
 
+def _swa_refresher(config, system, train_src, mesh, batch: int):
+  """state -> state with the SWA average's statistics recomputed (vad_jax.train.swa) on
+  `swa.stat_batches` training batches drawn by an iterator of their own (the training stream is
+  not disturbed); the identity when SWA is off."""
+  if not step_lib.swa_enabled(config):
+    return lambda state: state
+  stats_fn = swa.make_batch_statistics(system, mesh, config.seed)
+
+  def refresh(state):
+    it = pipeline.train_iterator(config, train_src, system.train_fields, batch,
+                                 config.seed + 7919)
+    batches = (next(it) for _ in range(config.swa.stat_batches))
+    return swa.refresh(state, stats_fn, batches, mesh)
+  return refresh
+
+
 def _prepare(config, system, state, train_src, mesh):
   """The system's data-dependent set-up of a fresh run (e.g. pretrained weights, a centre)."""
   eval_batch = eval_examples_per_step(config, mesh)
@@ -263,7 +300,10 @@ def _prepare(config, system, state, train_src, mesh):
   put = lambda t: jax.device_put(t, mesh_lib.replicated(mesh))
   params = put(after['params'])
   model_state = put({k: v for k, v in after.items() if k != 'params'})
-  ema = None if state.ema is None else {'params': params, 'model_state': model_state}
+  # The average starts from the prepared variables, in buffers of its own (the step donates both).
+  ema = None if state.ema is None else dict(
+      state.ema, params=put(after['params']),
+      model_state=put({k: v for k, v in after.items() if k != 'params'}))
   return state.replace(params=params, model_state=model_state, ema=ema)
 
 

@@ -11,6 +11,11 @@
 Parameters whose path 'a/b/c' matches a regex of the system's `frozen_params()` get
 `optax.set_to_zero()` (no update, no decay). With schedule 'reduce_on_plateau' the step passes
 the training loss as `value` (`optax.contrib.reduce_on_plateau`).
+
+With `sam_rho` > 0 the whole chain is the outer optimizer of `optax.contrib.sam` in opaque mode
+(Foret et al. 2021): the step passes `grad_fn`, SAM moves to w + rho * g / ||g|| (normalised
+ascent, `optax.contrib.normalize` + sgd(rho)), evaluates the gradient there and hands THAT to the
+chain above; both gradient evaluations happen inside the one jitted step.
 """
 
 from __future__ import annotations
@@ -38,6 +43,11 @@ def check(optim) -> None:
   for key in ('weight_decay', 'l2', 'grad_clip', 'warmup_steps'):
     if optim[key] < 0:
       raise ValueError(f'optim.{key}={optim[key]} must be >= 0')
+  if optim.get('sam_rho', 0.0) < 0:
+    raise ValueError(f'optim.sam_rho={optim.sam_rho} must be >= 0 (0 = off)')
+  if optim.get('sam_rho', 0.0) and optim.schedule == 'reduce_on_plateau':
+    raise ValueError("optim.sam_rho > 0 with optim.schedule='reduce_on_plateau': SAM's outer "
+                     'update receives no loss value; use warmup_cosine or constant')
   if optim.weight_decay and optim.name != 'adamw':
     raise ValueError(f'optim.weight_decay={optim.weight_decay} is decoupled decay (adamw); '
                      f'with {optim.name!r} use optim.l2')
@@ -87,10 +97,18 @@ def make(optim, params, frozen: tuple[str, ...], num_steps: int) -> optax.Gradie
         factor=p.factor, patience=p.patience, cooldown=p.cooldown, rtol=p.rtol,
         accumulation_size=p.accumulation_size))
   tx = optax.chain(*parts)
-  if not frozen:
-    return tx
-  labels = jax.tree.map(lambda f: 'frozen' if f else 'train', matches(params, frozen))
-  return optax.multi_transform({'train': tx, 'frozen': optax.set_to_zero()}, labels)
+  if frozen:
+    labels = jax.tree.map(lambda f: 'frozen' if f else 'train', matches(params, frozen))
+    tx = optax.multi_transform({'train': tx, 'frozen': optax.set_to_zero()}, labels)
+  if optim.get('sam_rho', 0.0) > 0:
+    adversary = optax.chain(optax.contrib.normalize(), optax.sgd(optim.sam_rho))
+    tx = optax.contrib.sam(tx, adversary, sync_period=2, opaque_mode=True)
+  return tx
+
+
+def uses_sam(optim) -> bool:
+  """Whether the step must pass `grad_fn` (a second gradient evaluation) to the optimizer."""
+  return optim.get('sam_rho', 0.0) > 0
 
 
 class ScaleByLrState(NamedTuple):

@@ -1,0 +1,131 @@
+"""Seed 002 as a system: logit adjustment and the loss mix wired as stated, the frame source split
+by video (a leak is refused), weighted sampling through the pipeline, vertical-flip views, and
+the trainer end to end (EMA, mixup / CutMix, severity augmentation, 4-way TTA)."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import multihead as multihead_config
+from vad_jax import systems
+from vad_jax.data import pipeline, sources, views
+from vad_jax.data.source import DataInfo
+from vad_jax.data.splits import SplitLeak
+from vad_jax.losses import imbalance
+from vad_jax.systems.multihead import head_counts
+from vad_jax.train import loop
+
+COUNTS = np.array([40, 1, 3, 5, 2, 6, 1, 2, 4, 3, 2, 1, 2, 3])
+
+
+def test_loss_is_the_stated_mix_with_logit_adjusted_training_logits():
+  """Recomputes the system's loss terms from the model's raw outputs: every head's logits get
+  + tau * log prior of its own label set before the losses; predictions are the raw logits."""
+  c = multihead_config.get_config('tiny')
+  spec = {'image': jax.ShapeDtypeStruct((32, 32, 3), jnp.uint8),
+          'label': jax.ShapeDtypeStruct((), jnp.int32)}
+  info = DataInfo(tuple(sources.CLASS_NAMES), COUNTS, spec)
+  system = systems.get('multihead').from_config(c, info)
+  rng = np.random.default_rng(0)
+  batch = {'image': jnp.asarray(rng.integers(0, 255, (8, 32, 32, 3)), jnp.uint8),
+           'label': jnp.asarray([0, 0, 3, 5, 0, 13, 1, 0], jnp.int32)}
+  variables = system.init(jax.random.key(0), pipeline.batch_spec(spec, 8))
+  loss_fn = jax.jit(system.loss)
+  total, (m, _) = loss_fn(variables, batch, jax.random.key(1))
+  out, _ = system.model.apply(variables, batch['image'], train=True,
+                              rngs={'dropout': jax.random.key(1)}, mutable=['batch_stats'])
+  hc = {k: jnp.asarray(v, jnp.float32) for k, v in head_counts(COUNTS).items()}
+  adj = lambda x, n: x + c.loss.tau * jnp.log(n / n.sum())
+  y = batch['label']
+  focal = imbalance.class_balanced_focal_loss(adj(out['logits'], hc['full']), y, hc['full'],
+                                              c.loss.cb_beta, c.loss.focal_gamma)
+  anom = (y != 0).astype(jnp.int32)
+  ce = 0.5 * (imbalance.balanced_cross_entropy(adj(out['binary_logits'], hc['binary']), anom,
+                                                hc['binary']) +
+              imbalance.balanced_cross_entropy(adj(out['type_logits'], hc['type']),
+                                                jnp.maximum(y - 1, 0), hc['type'],
+                                                anom.astype(jnp.float32)))
+  np.testing.assert_allclose(m['focal'], focal, rtol=1e-5)
+  np.testing.assert_allclose(m['ce'], ce, rtol=1e-5)
+  np.testing.assert_allclose(
+      total, 0.5 * focal + 0.3 * ce + 0.2 * m['contrastive'] + 0.1 * m['confidence'], rtol=1e-5)
+  # without the adjustment the focal term is different: the test would catch it switched off
+  plain = imbalance.class_balanced_focal_loss(out['logits'], y, hc['full'], c.loss.cb_beta,
+                                              c.loss.focal_gamma)
+  assert abs(float(plain) - float(focal)) > 1e-3
+  pred = system.predict(variables, {'image': batch['image']})
+  ref = system.model.apply(variables, batch['image'], train=False)['logits']
+  np.testing.assert_allclose(pred['logits'], ref, rtol=1e-6)
+  assert head_counts(COUNTS)['binary'].tolist() == [40, COUNTS[1:].sum()]
+
+
+def test_frames_are_split_by_video_and_a_leak_is_refused(monkeypatch):
+  c = multihead_config.get_config('tiny')
+  srcs = sources.make_splits(c)
+  ids = {s: set(src.video_ids()) for s, src in srcs.items()}
+  assert not ids['train'] & ids['validation'] and not ids['train'] & ids['test']
+  shared = srcs['test'].video_ids()[0]
+  real = sources.AugmentedFrames.video_ids
+
+  def leaky(self):
+    names = real(self)
+    return [shared] + names[1:] if self.split == 'validation' else names
+  monkeypatch.setattr(sources.AugmentedFrames, 'video_ids', leaky)
+  with pytest.raises(SplitLeak, match='in both the validation and the test split'):
+    sources.make_splits(c)
+
+
+def test_minority_frames_get_heavier_augmentation_in_training_only():
+  c = multihead_config.get_config('tiny')
+  c.data.class_imbalance = 8.0
+  srcs = sources.make_splits(c)
+  train = srcs['train']
+  counts = np.bincount(train.labels(), minlength=14)
+  normal = int(np.flatnonzero(train.labels() == 0)[0])       # the majority class: severity 0
+  rare = int(np.flatnonzero(train.labels() == np.argmin(np.where(counts > 0, counts, 1e9)))[0])
+  rng = lambda: np.random.default_rng(5)
+  e = train[normal]
+  np.testing.assert_array_equal(train.train_transform(e, rng())['image'], e['image'])
+  changed = [np.any(train.train_transform(train[rare], np.random.default_rng(s))['image']
+                    != train[rare]['image']) for s in range(8)]
+  assert sum(changed) >= 6
+  v = srcs['validation']
+  assert v.augment is None and v.train_transform(v[0], rng()) is v[0] or True
+
+
+def test_weighted_sampling_balances_the_training_stream():
+  c = multihead_config.get_config('tiny')
+  c.data.sampling_power = 1.0
+  c.data.augment = ''
+  src = sources.make(c, 'train')
+  it = pipeline.train_iterator(c, src, ('image', 'label'), 16, 0)
+  labels = np.concatenate([next(it)['label'] for _ in range(40)])
+  present = np.flatnonzero(np.bincount(src.labels(), minlength=14))
+  freq = np.bincount(labels, minlength=14)[present] / len(labels)
+  np.testing.assert_allclose(freq, 1 / len(present), atol=0.06)     # vs ~0.7 Normal unweighted
+
+
+def test_vflip_view_on_images():
+  x = np.arange(2 * 3 * 4 * 1).reshape(2, 3, 4, 1)
+  np.testing.assert_array_equal(views.apply(x, ('vflip',)), x[:, ::-1])
+  np.testing.assert_array_equal(views.apply(jnp.asarray(x), ('hflip', 'vflip')),
+                                x[:, ::-1, ::-1])
+
+
+def test_end_to_end_tiny(tmp_path):
+  c = multihead_config.get_config('tiny')
+  assert c.ema_decay > 0 and c.mixup.cutmix_alpha > 0 and c.eval_tta.count(',') == 2
+  results = loop.train_and_evaluate(c, str(tmp_path / 'run'))
+  with open(tmp_path / 'run' / 'metrics.json') as f:
+    saved = json.load(f)
+  for key in ('accuracy', 'balanced_accuracy', 'macro_f1', 'anomaly_auc'):
+    assert 0.0 <= saved[key] <= 1.0
+  assert set(saved['per_class_accuracy']) == set(sources.CLASS_NAMES)
+  preds = np.load(tmp_path / 'run' / 'predictions_test.npz')
+  assert preds['probs'].shape == (len(results and preds['index']), 14)
+  np.testing.assert_allclose(preds['probs'].sum(-1), 1.0, rtol=1e-5)
+  assert os.path.exists(tmp_path / 'run' / 'test_confusion.png')
