@@ -9,7 +9,8 @@ scores, frame ROC-AUC on the test split, computed as `frame_anomaly` does (sklea
   foreground         mean |frame_t - median over the video's frames| (fixed-camera background)
 Frame classification configs (an 'image' source; seed 002): logistic regression (sklearn,
 class_weight='balanced', C chosen on the validation split by balanced accuracy) on the frame
-average-pooled to 8x8x3 pixels; test accuracy, balanced accuracy, macro F1.
+average-pooled to 8x8x3 pixels; test accuracy, balanced accuracy, macro F1; and the majority
+class (always the most frequent training class).
 Prints one line per seed and the mean / spread.
 """
 
@@ -73,7 +74,10 @@ def classification_baselines(config) -> dict:
       best = (val, c, clf)
   val, c, clf = best
   pred = clf.predict(xte)
-  return {'logreg_C': c, 'logreg_validation_balanced_accuracy': float(val),
+  majority = np.bincount(ytr).argmax()
+  return {'majority_accuracy': float(np.mean(yte == majority)),
+          'majority_balanced_accuracy': float(balanced_accuracy_score(yte, np.full_like(yte, majority))),
+          'logreg_C': c, 'logreg_validation_balanced_accuracy': float(val),
           'logreg_accuracy': float(accuracy_score(yte, pred)),
           'logreg_balanced_accuracy': float(balanced_accuracy_score(yte, pred)),
           'logreg_macro_f1': float(f1_score(yte, pred, average='macro'))}

@@ -36,7 +36,8 @@ def main(argv):
   state = loop.init_state(config, system, info, mesh)
   n_params = sum(x.size for x in jax.tree.leaves(state.params))
   step = step_lib.make_train_step(system, mesh, config.seed,
-                                  optim.schedule(config.optim, config.num_steps), config.ema_decay)
+                                  optim.schedule(config.optim, config.num_steps), config.ema_decay,
+                                  **step_lib.tricks(config))   # SAM, mixup, SWA as configured
 
   t0 = time.perf_counter()
   compiled = step.lower(state, batch).compile()
@@ -56,14 +57,14 @@ def main(argv):
     peak = f'{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB host peak RSS'
   seq = srcs['train'].sequence_field
   shape = batch[seq].shape
-  frames = shape[0] * shape[1]
+  frames = shape[0] if seq == 'image' else shape[0] * shape[1]
   print(f'config: {config.name}:{config.variant}  batch {examples} examples of {seq} '
         f'{tuple(shape[1:])} ({config.batch_size} in config units)  dtype {config.model.dtype}  '
         f'params {n_params:,}')
   print(f'devices: {jax.device_count()} x {jax.devices()[0].device_kind} ({jax.default_backend()})')
   print(f'compile: {compile_s:.1f} s')
   print(f'step: {dt * 1e3:.1f} ms  ->  {config.batch_size / dt:.1f} batch units/s, '
-        f'{frames / dt:.0f} {"frames" if seq == "video" else "vectors"}/s')
+        f'{frames / dt:.0f} {"vectors" if seq == "features" else "frames"}/s')
   print(f'memory: {peak}')
   sys.stdout.flush()
 

@@ -59,6 +59,9 @@ def get_config(name: str, system: str, variant: str) -> ml_collections.ConfigDic
   c.batch_size = 32              # examples a step, global (a system may count otherwise: see it)
   c.num_steps = 1000
   c.ema_decay = 0.0              # > 0: evaluate an exponential moving average of the variables
+  c.ema_recompute_stats = False  # True: before each evaluation, recompute the EMA weights'
+                                 # BatchNorm statistics (as SWA does, swa.stat_batches batches)
+                                 # instead of averaging the raw model's
 
   # ---- mesh: axis sizes, -1 = all remaining devices. The batch is sharded over 'data'.
   c.mesh = ml_collections.ConfigDict()

@@ -86,6 +86,10 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.optim.weight_decay = 0.08
   c.optim.grad_clip = 1.0
   c.ema_decay = 0.9995
+  c.ema_recompute_stats = True         # averaged running statistics do not fit averaged weights:
+                                       # at :local they collapsed the EMA model's features (std
+                                       # 0.017 vs 0.83 raw); recomputed as SWA does
+  c.swa.stat_batches = 8
   c.mixup.mixup_alpha = 0.3
   c.mixup.cutmix_alpha = 1.2
   c.mixup.switch_prob = 0.5
@@ -114,6 +118,10 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     epochs, warmup_epochs = 4, 0.25
     c.optim.lr = 2e-3
     c.ema_decay = 0.99                 # ~600 steps: 0.9995 would still hold the initial weights
+    c.loss.tau = 0.0                   # chosen on validation (seed 0): the seed's tau 2.0 on top
+                                       # of the class-balanced weights over-corrects, every frame
+                                       # goes to a rare class (balanced accuracy 0.119, accuracy
+                                       # 0.008); tau 0: 0.147 (README: Status)
     c.log_every = 25
   elif variant == 'tiny':
     c.data.height = c.data.width = 32

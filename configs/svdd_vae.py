@@ -123,9 +123,18 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     c.model.svdd_dim = 32
     c.model.vae_latent = 16
     c.model.vae_hidden = (64, 32)
+    # Seed 0, 400 steps with every piece on (README: Status): the frame VAE's validation frame
+    # AUC was 0.52 (chance) at 40% of the step time, the feature VAE's 0.69 against 0.89-0.91 for
+    # cls / binary / svdd: the frame VAE off, both out of the score (the feature VAE is still
+    # trained and reported). SAM makes the step 1.7x slower (748 vs 446 ms) for +0.010
+    # validation AUC: off, for the 5-minute budget, not on validation (the full config keeps it).
+    c.model.conv_vae = False
     c.model.conv_channels = (16, 32, 64)
     c.model.conv_latent = 32
     c.model.conv_size = 0               # 32x32 frames as they are
+    c.score.weights = ml_collections.ConfigDict(dict(cls=1.0, binary=1.0, svdd=1.0, vae=0.0,
+                                                     conv=0.0))
+    c.optim.sam_rho = 0.0
     c.batch_size = 32
     c.num_steps = 400
     c.optim.lr = 2e-3
@@ -136,7 +145,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     c.log_every = 25
     c.eval_every = c.checkpoint_every = 200
     c.eval_batch_size = 16
-    c.eval_tta = 'hflip,shift,hflip+shift'
+    c.eval_tta = 'hflip'
   elif variant == 'tiny':
     c.data.height = c.data.width = 32
     c.data.clip_len = 4

@@ -171,6 +171,14 @@ def test_swa_refresh_recomputes_batchnorm_statistics_for_the_average():
   # the raw model's running statistics are untouched, and differ from the recomputed ones
   raw = jax.device_get(new.model_state['batch_stats']['bn'])
   assert np.abs(raw['mean'] - got['mean']).max() > 1e-3
+  # an EMA of the parameters (ema_recompute_stats) gets the same treatment
+  ema_state, _, _, _ = run_steps(WithBN(), optim_config(), batches, ema_decay=0.5)
+  refreshed = swa.refresh(ema_state, stats_fn, toy_batches(3, seed=1), mesh)
+  k = np.asarray(ema_state.ema['params']['dense']['kernel'], np.float64)
+  bias = np.asarray(ema_state.ema['params']['dense']['bias'], np.float64)
+  want = np.mean([(b['x'].astype(np.float64) @ k + bias).mean(0) for b in toy_batches(3, seed=1)], 0)
+  np.testing.assert_allclose(refreshed.ema['model_state']['batch_stats']['bn']['mean'], want,
+                             rtol=1e-4, atol=1e-5)
 
 
 def test_mixup_in_the_step_mixes_with_the_steps_rng():

@@ -274,10 +274,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
 
 def _swa_refresher(config, system, train_src, mesh, batch: int):
-  """state -> state with the SWA average's statistics recomputed (vad_jax.train.swa) on
+  """state -> state with the averaged weights' statistics recomputed (vad_jax.train.swa) on
   `swa.stat_batches` training batches drawn by an iterator of their own (the training stream is
-  not disturbed); the identity when SWA is off."""
-  if not step_lib.swa_enabled(config):
+  not disturbed): always for SWA, for EMA when `ema_recompute_stats`; else the identity."""
+  if not (step_lib.swa_enabled(config) or
+          (config.ema_decay > 0 and config.get('ema_recompute_stats', False))):
     return lambda state: state
   stats_fn = swa.make_batch_statistics(system, mesh, config.seed)
 

@@ -1,4 +1,5 @@
-"""Stochastic weight averaging, second half: statistics recomputed for the averaged weights.
+"""Stochastic weight averaging, second half: statistics recomputed for the averaged weights
+(also used for an EMA of the parameters with `ema_recompute_stats`).
 
 The train step keeps the equal-weight mean of parameter snapshots (`vad_jax.train.step`,
 `state.ema` with 'count'). Running statistics collected along the way (BatchNorm means and
@@ -58,9 +59,10 @@ def make_batch_statistics(system, mesh, seed: int):
 
 def refresh(state, stats_fn, batches: Iterable[dict], mesh):
   """`state` with the averaged weights' statistics in `state.ema['model_state']`: the mean over
-  `batches` (this process's numpy batches) of `stats_fn` under `state.ema['params']`. Returns
-  `state` unchanged before the first snapshot (count 0: evaluation uses the raw variables)."""
-  if state.ema is None or 'count' not in state.ema or int(state.ema['count']) == 0:
+  `batches` (this process's numpy batches) of `stats_fn` under `state.ema['params']` (SWA, or an
+  EMA of the parameters). Returns `state` unchanged without an average, and before SWA's first
+  snapshot (count 0: evaluation uses the raw variables)."""
+  if state.ema is None or int(state.ema.get('count', 1)) == 0:
     return state
   params, model_state = state.ema['params'], state.ema['model_state']
   total, n = None, 0
