@@ -24,7 +24,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def load_config(spec: str):
-  from ml_collections import config_flags  # noqa: F401  (same loader semantics as main)
   import importlib.util
   path, _, arg = spec.partition(':')
   mod_spec = importlib.util.spec_from_file_location('cfg', path)

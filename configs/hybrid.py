@@ -99,17 +99,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.checkpoint_every = 1000
 
   if variant in ('local', 'ucf_crime_local'):
-    c.data.height = c.data.width = 32
-    c.data.clip_len = 8
-    c.data.clips_per_video = 4
-    c.data.eval_frames = 64
-    c.data.eval_stride = 4
-    c.data.num_train = 4000          # procedural: more distinct videos cost nothing to store
-    c.data.num_validation = 96         # enough videos per class to select a checkpoint on
-    c.data.num_test = 200
-    c.data.window = (10, 16)         # < half of a 36-frame training video (background = median)
-    c.data.worker_threads = 2
-    c.data.augment = 'hflip,shift'   # per-video mirror and 1-pixel shift (README: Views)
+    common.synthetic_videos_local(c)
     c.model.dtype = 'float32'
     c.model.trunk.width_mult = 0.25
     c.model.trunk.depth_mult = 0.25

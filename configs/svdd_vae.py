@@ -99,17 +99,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.eval_every = c.checkpoint_every = 1000
 
   if variant == 'local':
-    c.data.height = c.data.width = 32
-    c.data.clip_len = 8
-    c.data.clips_per_video = 4
-    c.data.eval_frames = 64
-    c.data.eval_stride = 4
-    c.data.num_train = 4000
-    c.data.num_validation = 96
-    c.data.num_test = 200
-    c.data.window = (10, 16)
-    c.data.worker_threads = 2
-    c.data.augment = 'hflip,shift'
+    common.synthetic_videos_local(c)  # the hybrid's :local data and split
     c.model.dtype = 'float32'
     c.model.trunk.width_mult = c.model.trunk.depth_mult = 0.25
     c.model.trunk.drop_connect_rate = 0.0

@@ -50,8 +50,8 @@ def test_config_checks():
   c.model.input, c.data.min_event_px = 'motion', -1.0
   with pytest.raises(ValueError, match='min_event_px=-1.0 must be >= 0'):
     loop.check_config(c)
-  c.data.min_event_px, c.eval_tta = 1.5, 'hflip,vflip'
-  with pytest.raises(ValueError, match=r"eval_tta: unknown view\(s\) \['vflip'\]"):
+  c.data.min_event_px, c.eval_tta = 1.5, 'hflip,rot90'
+  with pytest.raises(ValueError, match=r"eval_tta: unknown view\(s\) \['rot90'\]"):
     loop.check_config(c)
 
 

@@ -68,3 +68,29 @@ def test_random_augment_draws_each_view_and_keeps_labels():
     assert match
     seen.add(match[0])
   assert len(seen) == 8                       # every flip x shift phase occurs
+
+
+def test_predict_step_views_the_systems_first_field_images_included():
+  """make_predict_step applies eval views to `predict_fields[0]`: here an image [B, H, W, C]
+  with the seed-002 4-way flips (identity, h, v, both)."""
+  from types import SimpleNamespace
+  from vad_jax import mesh as mesh_lib
+  from vad_jax.train import step as step_lib
+
+  def predict(variables, batch):
+    x = batch['image'][..., 0]
+    ramp = jnp.arange(x.shape[1] * x.shape[2], dtype=jnp.float32).reshape(x.shape[1:])
+    z = (x * ramp).mean((1, 2))
+    return {'logits': jnp.stack([z, -z, jnp.zeros_like(z)], -1)}
+
+  system = SimpleNamespace(predict=predict, predict_fields=('image',))
+  mesh = mesh_lib.make_mesh({'data': 1}, jax.devices()[:1])
+  run = step_lib.make_predict_step(system, mesh, tta.parse('hflip,vflip,hflip+vflip'))
+  state = SimpleNamespace(eval_variables=lambda: {})
+  img = np.random.default_rng(2).uniform(size=(4, 3, 5, 1)).astype(np.float32)
+  out = run.__wrapped__(state, {'image': jnp.asarray(img)})    # the step's function, unjitted
+  softmax = lambda z: np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+  views_np = (img, img[:, :, ::-1], img[:, ::-1], img[:, ::-1, ::-1])
+  probs = np.mean([softmax(np.asarray(predict({}, {'image': v})['logits'])) for v in views_np], 0)
+  np.testing.assert_allclose(np.exp(out['logits']), probs, rtol=1e-5)
+  assert not np.allclose(probs, softmax(np.asarray(predict({}, {'image': img})['logits'])))

@@ -22,12 +22,13 @@ import numpy as np
 from absl import logging
 
 from vad_jax.classes import CLASS_NAMES, NORMAL
-from vad_jax.losses.focal import class_alpha_from_counts, softmax_focal_loss
+from vad_jax.losses.focal import softmax_focal_loss
 from vad_jax.losses.mil import mil_ranking_loss
 from vad_jax.losses.regression import smooth_l1
 from vad_jax.losses.vae import vae_loss
-from vad_jax.models import efficientnet, hybrid as hybrid_model, inputs
+from vad_jax.models import efficientnet, hybrid as hybrid_model
 from vad_jax.models.precision import dtype_policy
+from vad_jax.systems import clips
 from vad_jax.systems.base import System
 
 
@@ -38,7 +39,7 @@ class HybridSystem(System):
   predict_fields: ClassVar[tuple[str, ...]] = ('video',)
 
   model: hybrid_model.HybridDetector
-  alpha: tuple[float, ...]          # focal per-class weights from the labels it sees (focal_label_counts)
+  alpha: tuple[float, ...]          # focal per-class weights from the labels it sees (clips.focal_alpha)
   eval_stride: int | None = None    # frames between clip starts when scoring (None: clip_len)
   w_reg: float = 1.0
   w_focal: float = 0.5
@@ -55,9 +56,8 @@ class HybridSystem(System):
 
   @classmethod
   def check_config(cls, config) -> None:
+    clips.check_clip_config(config)
     d, m = config.data, config.model
-    if m.get('input', 'rgb') not in inputs.CHANNELS:
-      raise ValueError(f'model.input={m.input!r} must be one of {sorted(inputs.CHANNELS)}')
     if m.trunk.get('weights') and m.get('input', 'rgb') != 'rgb':
       raise ValueError(f'model.trunk.weights (ImageNet RGB weights) need model.input=rgb, '
                        f'not {m.input!r}')
@@ -66,11 +66,6 @@ class HybridSystem(System):
                        f'(got {m.trunk.padding!r})')
     if d.get('min_event_px', 0.0) < 0:
       raise ValueError(f'data.min_event_px={d.min_event_px} must be >= 0 (0: no size floor)')
-    if not 0 < d.eval_stride <= d.clip_len:
-      raise ValueError(f'data.eval_stride={d.eval_stride} must be in [1, data.clip_len={d.clip_len}]')
-    if config.batch_size % d.clips_per_video:
-      raise ValueError(f'batch_size={config.batch_size} clips is not a multiple of '
-                       f'data.clips_per_video={d.clips_per_video}')
 
   @classmethod
   def data_request(cls, config) -> dict:
@@ -78,8 +73,7 @@ class HybridSystem(System):
 
   @classmethod
   def examples_per_step(cls, config) -> int:
-    """batch_size counts clips; a training example is a video of clips_per_video clips."""
-    return config.batch_size // config.data.clips_per_video
+    return clips.videos_per_step(config)
 
   @classmethod
   def from_config(cls, config, info) -> 'HybridSystem':
@@ -93,8 +87,6 @@ class HybridSystem(System):
                        f'gives {sorted(info.element_spec)}')
     dtype, param_dtype = dtype_policy(config.model)
     l = config.loss
-    alpha = np.asarray(class_alpha_from_counts(jnp.asarray(
-        focal_label_counts(info.class_counts, config.data.clips_per_video), jnp.float32)))
     tr = config.model.trunk
     frozen = tr.frozen_stages
     if frozen and not tr.weights:
@@ -102,7 +94,8 @@ class HybridSystem(System):
                       'freezing randomly initialised stages would only cripple the trunk', frozen)
       frozen = 0
     return cls(model=hybrid_model.from_config(config, dtype, param_dtype, frozen_stages=frozen),
-               alpha=tuple(float(a) for a in alpha), eval_stride=config.data.eval_stride,
+               alpha=clips.focal_alpha(info.class_counts, config.data.clips_per_video),
+               eval_stride=config.data.eval_stride,
                w_reg=l.w_reg, w_focal=l.w_focal,
                w_mil=l.w_mil, w_vae=l.w_vae, beta=l.smooth_l1_beta, gamma=l.focal_gamma,
                margin=l.mil_margin, lambda_smooth=l.mil_lambda_smooth,
@@ -231,15 +224,6 @@ def _bag_max_gap(score: jnp.ndarray, anomalous: jnp.ndarray) -> jnp.ndarray:
   top = score.max(axis=1)
   mean = lambda m: jnp.sum(top * m) / jnp.maximum(jnp.sum(m), 1.0)
   return mean(anomalous.astype(jnp.float32)) - mean((~anomalous).astype(jnp.float32))
-
-
-def focal_label_counts(video_counts, clips_per_video: int) -> np.ndarray:
-  """Labels the focal loss sees per class, from training videos per class: every one of the K
-  clips of a normal video is labelled Normal, one clip (the witness) of an anomalous video gets
-  its class. Focal alpha comes from these counts, not from video counts."""
-  counts = np.asarray(video_counts, np.float64).copy()
-  counts[NORMAL] *= clips_per_video
-  return counts
 
 
 def load_trunk(path: str, model, params: dict, batch_stats: dict) -> tuple[dict, dict]:

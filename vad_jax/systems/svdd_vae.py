@@ -42,13 +42,13 @@ import numpy as np
 from absl import logging
 
 from vad_jax.classes import CLASS_NAMES, NORMAL
-from vad_jax.losses.focal import class_alpha_from_counts, softmax_focal_loss
+from vad_jax.losses.focal import softmax_focal_loss
 from vad_jax.losses.svdd import svdd_center, svdd_distance, svdd_loss
 from vad_jax.losses.vae import vae_loss
-from vad_jax.models import inputs, svdd_vae as svdd_vae_model
+from vad_jax.models import svdd_vae as svdd_vae_model
 from vad_jax.models.precision import dtype_policy
+from vad_jax.systems import clips
 from vad_jax.systems.base import System
-from vad_jax.systems.hybrid import focal_label_counts
 
 COMPONENTS = ('cls', 'binary', 'svdd', 'vae', 'conv')
 UNBOUNDED = ('svdd', 'vae', 'conv')        # standardised by their normal-training statistics
@@ -90,7 +90,7 @@ class SVDDVAESystem(System):
   mix_field: ClassVar[str | None] = 'video'
 
   model: svdd_vae_model.SVDDVAEDetector
-  alpha: tuple[float, ...]             # focal per-class weights (hybrid.focal_label_counts)
+  alpha: tuple[float, ...]             # focal per-class weights (clips.focal_alpha)
   score_weights: tuple[tuple[str, float], ...]
   eval_stride: int | None = None
   w_cls: float = 1.0
@@ -107,14 +107,8 @@ class SVDDVAESystem(System):
 
   @classmethod
   def check_config(cls, config) -> None:
-    d, m, l = config.data, config.model, config.loss
-    if m.get('input', 'rgb') not in inputs.CHANNELS:
-      raise ValueError(f'model.input={m.input!r} must be one of {sorted(inputs.CHANNELS)}')
-    if not 0 < d.eval_stride <= d.clip_len:
-      raise ValueError(f'data.eval_stride={d.eval_stride} must be in [1, data.clip_len={d.clip_len}]')
-    if config.batch_size % d.clips_per_video:
-      raise ValueError(f'batch_size={config.batch_size} clips is not a multiple of '
-                       f'data.clips_per_video={d.clips_per_video}')
+    clips.check_clip_config(config)
+    m, l = config.model, config.loss
     for key in ('w_cls', 'w_binary', 'w_svdd', 'w_vae', 'w_conv', 'vae_beta', 'conv_beta'):
       if l[key] < 0:
         raise ValueError(f'loss.{key}={l[key]} must be >= 0')
@@ -133,8 +127,7 @@ class SVDDVAESystem(System):
 
   @classmethod
   def examples_per_step(cls, config) -> int:
-    """batch_size counts clips; a training example is a video of clips_per_video clips."""
-    return config.batch_size // config.data.clips_per_video
+    return clips.videos_per_step(config)
 
   @classmethod
   def from_config(cls, config, info) -> 'SVDDVAESystem':
@@ -147,10 +140,8 @@ class SVDDVAESystem(System):
                        f'{sorted(info.element_spec)}')
     dtype, param_dtype = dtype_policy(config.model)
     l = config.loss
-    alpha = np.asarray(class_alpha_from_counts(jnp.asarray(
-        focal_label_counts(info.class_counts, config.data.clips_per_video), jnp.float32)))
     return cls(model=svdd_vae_model.from_config(config, dtype, param_dtype, frozen_stages=0),
-               alpha=tuple(float(a) for a in alpha),
+               alpha=clips.focal_alpha(info.class_counts, config.data.clips_per_video),
                score_weights=tuple((k, float(v)) for k, v in config.score.weights.items()),
                eval_stride=config.data.eval_stride, w_cls=l.w_cls, w_binary=l.w_binary,
                w_svdd=l.w_svdd, w_vae=l.w_vae, w_conv=l.w_conv, gamma=l.focal_gamma,
