@@ -3,7 +3,8 @@
 State is replicated and donated; the batch is sharded over the mesh's 'data' axis; the step's
 RNG is folded from the step counter, so a run restored at step s draws exactly the randomness an
 uninterrupted run would. BatchNorm statistics are computed over the global batch (XLA inserts the
-cross-device reductions), so 1 device and 8 devices take the same step.
+cross-device reductions), so 1 device and 8 devices take the same step. The config's training
+tricks (`tricks`: SAM, mixup / CutMix, SWA) live inside this one step for every system.
 """
 
 from typing import Callable
