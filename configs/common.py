@@ -120,6 +120,20 @@ def synthetic_videos_local(c: ml_collections.ConfigDict) -> None:
   c.data.augment = 'hflip,shift'   # per-video mirror and 1-pixel shift (README: Views)
 
 
+def synthetic_videos_tiny(c: ml_collections.ConfigDict) -> None:
+  """The smallest `synthetic_videos` that reaches every code path (the tests' :tiny variants)."""
+  c.data.height = c.data.width = 32
+  c.data.clip_len = 4
+  c.data.clips_per_video = 2
+  c.data.eval_frames = 16
+  c.data.eval_stride = 2
+  c.data.num_train = 16
+  c.data.num_validation = 4
+  c.data.num_test = 4
+  c.data.window = (4, 6)
+  c.data.worker_threads = 1
+
+
 def prepared_data(c: ml_collections.ConfigDict, dataset: str, fps: float, height: int,
                   width: int) -> None:
   """Keys of the 'prepared' source: a dataset made by `python -m vad_jax.prepare DATASET
