@@ -11,11 +11,11 @@ import pytest
 
 from vad_jax.classes import CLASS_NAMES, NORMAL
 from vad_jax.data import frames as frames_mod
-from vad_jax.data.frames import (SyntheticFrames, check_frames_disjoint, event_window,
+from vad_jax.data.frames import (SyntheticFrames, event_window,
                                  frame_indices)
 from vad_jax.data.sampling import class_weights, epoch_indices, weighted_dataset
 from vad_jax.data.source import Source
-from vad_jax.data.splits import SplitLeak
+from vad_jax.data.splits import SplitLeak, check_sources_disjoint
 from vad_jax.data.synthetic import SyntheticSpec, SyntheticVideos
 
 SPEC = SyntheticSpec(height=32, width=32, num_frames=8, num_videos=8, normal_fraction=0.2,
@@ -125,18 +125,18 @@ def test_pickle_drops_pixels_and_lock():
 
 def test_leak_check():
   srcs = {s: SyntheticFrames(SPEC, s, 2) for s in ('train', 'validation', 'test')}
-  check_frames_disjoint(srcs)
+  check_sources_disjoint(srcs)
   ids = srcs['train'].video_ids()
   assert len(ids) == len(srcs['train']) and ids[:3] == ['synthetic-5/train/0'] * 2 + [
       'synthetic-5/train/1']
   assert SyntheticFrames(SPEC, 'train', 4).video_ids()[::4] == ids[::2]   # same videos, same ids
   with pytest.raises(SplitLeak, match='synthetic-5/train/0'):
-    check_frames_disjoint({'train': srcs['train'], 'validation': SyntheticFrames(SPEC, 'train', 4)})
+    check_sources_disjoint({'train': srcs['train'],
+                            'validation': SyntheticFrames(SPEC, 'train', 4)})
   # another seed's train split holds other videos
   other = SyntheticFrames(SyntheticSpec(**{**SPEC.__dict__, 'seed': 6}), 'train', 2)
-  check_frames_disjoint({'train': srcs['train'], 'validation': other})
-  assert frames_mod.__all__ == ['SyntheticFrames', 'frame_indices', 'event_window',
-                                'check_frames_disjoint']
+  check_sources_disjoint({'train': srcs['train'], 'validation': other})
+  assert frames_mod.__all__ == ['SyntheticFrames', 'frame_indices', 'event_window']
 
 
 # -- class-balanced sampling ----------------------------------------------------------------------

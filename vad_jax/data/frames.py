@@ -31,9 +31,8 @@ import numpy as np
 
 from vad_jax.classes import CLASS_NAMES, NORMAL
 from vad_jax.data import synthetic
-from vad_jax.data.splits import check_disjoint
 
-__all__ = ['SyntheticFrames', 'frame_indices', 'event_window', 'check_frames_disjoint']
+__all__ = ['SyntheticFrames', 'frame_indices', 'event_window']
 
 LABEL_MODES = ('window', 'video')
 
@@ -163,9 +162,3 @@ class SyntheticFrames:
 
   def eval_transform(self, example: dict) -> dict:
     return example
-
-
-def check_frames_disjoint(sources: dict) -> None:
-  """Raises `splits.SplitLeak` naming a video whose frames are in two of `sources` (split name
-  -> a source with `video_ids()`)."""
-  check_disjoint({name: list(dict.fromkeys(s.video_ids())) for name, s in sources.items()})

@@ -196,8 +196,8 @@ def make(config, split: str, request: dict | None = None):
 def make_splits(config, request: dict | None = None) -> dict:
   """{split: source} for every split, refusing (SplitLeak) sources that say which video each
   example comes from (`video_ids()`, e.g. frame datasets) when one video is in two splits."""
-  from vad_jax.data.splits import check_disjoint
+  from vad_jax.data.splits import check_sources_disjoint
   srcs = {split: make(config, split, request) for split in SPLITS}
   if all(hasattr(s, 'video_ids') for s in srcs.values()):
-    check_disjoint({split: sorted(set(s.video_ids())) for split, s in srcs.items()})
+    check_sources_disjoint(srcs)
   return srcs

@@ -50,3 +50,9 @@ def check_disjoint(splits: dict[str, list[str]], what: str = 'video') -> None:
         raise SplitLeak(f'{what} {name!r} is in both the {seen[name]} and the {split} split: '
                         f'frames of one {what} may never be in two splits')
       seen[name] = split
+
+
+def check_sources_disjoint(sources: dict) -> None:
+  """Raises SplitLeak naming a video whose examples are in two of `sources` (split name -> a
+  source with `video_ids()`, one name a example, e.g. the frames of `data/frames.py`)."""
+  check_disjoint({name: list(dict.fromkeys(s.video_ids())) for name, s in sources.items()})

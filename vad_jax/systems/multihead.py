@@ -27,8 +27,10 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from vad_jax.classes import CLASS_NAMES, NORMAL
+from vad_jax.data import mixing
 from vad_jax.losses import imbalance
 from vad_jax.models import multihead as multihead_model
 from vad_jax.models.precision import dtype_policy
@@ -118,14 +120,13 @@ class MultiHeadSystem(System):
       return focal, 0.5 * (ce_bin + ce_type)
 
     focal_a, ce_a = supervised(label)
-    focal_b, ce_b = supervised(label_b)
-    l_focal = lam * focal_a + (1 - lam) * focal_b
-    l_ce = lam * ce_a + (1 - lam) * ce_b
+    focal_b, ce_b = supervised(label_b) if 'label_b' in batch else (focal_a, ce_a)
+    l_focal = mixing.mixed(focal_a, focal_b, lam)
+    l_ce = mixing.mixed(ce_a, ce_b, lam)
     major = jnp.where(lam >= 0.5, label, label_b)
     l_con = imbalance.supervised_contrastive_loss(out['projection'], major, self.temperature)
     right = jax.lax.stop_gradient((jnp.argmax(out['logits'], -1) == major).astype(jnp.float32))
-    c = out['confidence_logit']
-    l_conf = jnp.mean(jnp.maximum(c, 0) - c * right + jnp.log1p(jnp.exp(-jnp.abs(c))))
+    l_conf = jnp.mean(optax.losses.sigmoid_binary_cross_entropy(out['confidence_logit'], right))
     total = (self.w_focal * l_focal + self.w_ce * l_ce + self.w_con * l_con +
              self.w_conf * l_conf)
     metrics = {'loss': total, 'focal': l_focal, 'ce': l_ce, 'contrastive': l_con,

@@ -39,9 +39,11 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from absl import logging
 
 from vad_jax.classes import CLASS_NAMES, NORMAL
+from vad_jax.data import mixing
 from vad_jax.losses.focal import softmax_focal_loss
 from vad_jax.losses.svdd import svdd_center, svdd_distance, svdd_loss
 from vad_jax.losses.vae import vae_loss
@@ -215,18 +217,17 @@ class SVDDVAESystem(System):
       weight = jnp.where(anomalous[:, None], witness, 1.0).reshape(-1)
       clip_label = jnp.broadcast_to(y[:, None], (b, k)).reshape(-1)
       focal = softmax_focal_loss(logits, clip_label, jnp.asarray(self.alpha), self.gamma, weight)
-      t = anomalous.astype(jnp.float32)
-      bce = jnp.mean(jnp.maximum(bag_logit, 0) - bag_logit * t +
-                     jnp.log1p(jnp.exp(-jnp.abs(bag_logit))))
+      bce = jnp.mean(optax.losses.sigmoid_binary_cross_entropy(
+          bag_logit, anomalous.astype(jnp.float32)))
       return focal, bce
 
     focal_a, bce_a = supervised(label)
-    focal_b, bce_b = supervised(label_b)
-    l_cls = lam * focal_a + (1 - lam) * focal_b
-    l_binary = lam * bce_a + (1 - lam) * bce_b
+    focal_b, bce_b = supervised(label_b) if 'label_b' in batch else (focal_a, bce_a)
+    l_cls = mixing.mixed(focal_a, focal_b, lam)
+    l_binary = mixing.mixed(bce_a, bce_b, lam)
 
     # One-class terms: how normal each video's (mixed) content is.
-    normal = (lam * (label == NORMAL) + (1 - lam) * (label_b == NORMAL)).astype(jnp.float32)
+    normal = mixing.mixed(label == NORMAL, label_b == NORMAL, lam).astype(jnp.float32)
     clip_w = jnp.repeat(normal, k)                                             # [B*K]
     z = out['svdd_z'].reshape(b * k, -1)
     l_svdd = svdd_loss(z, center, clip_w)
