@@ -71,3 +71,46 @@ def test_evaluations_before_start_step_are_logged_not_counted():
   acts = [[d.action for d in m(step, {'per_class_gap': 0.9})] for step in range(6)]
   assert acts[:5] == [['log']] * 5                      # steps 0-2 ignored; 3, 4 counted
   assert acts[5] == ['log', 'stop']                     # third counted evaluation
+
+
+def plateau_run(values, monitor=None, **kwargs):
+  m = monitor or monitors.Plateau('map50', **kwargs)
+  return [(i, d.action, d.factor) for i, v in enumerate(values) for d in m(i, {'map50': v})
+          if d.action != 'log']
+
+
+def test_plateau_reduces_after_more_than_patience_bad_evaluations_like_torch():
+  # PyTorch ReduceLROnPlateau(mode='max', factor=0.5, patience=2, threshold=1e-4): evaluations
+  # 2, 3, 4 do not improve (0.20001 is inside the relative threshold of 0.2), so the LR halves
+  # after the third (num_bad_epochs 3 > patience 2); the counter restarts, 6, 7, 8 -> again.
+  values = [0.1, 0.2, 0.20001, 0.2, 0.19, 0.3, 0.3, 0.29, 0.3]
+  assert plateau_run(values, patience=2) == [(4, 'scale_lr', 0.5), (8, 'scale_lr', 0.5)]
+  # an absolute threshold of 0.05: 0.2 -> 0.24 is no improvement either
+  assert plateau_run([0.2, 0.24, 0.24, 0.24], patience=2, threshold=0.05,
+                     threshold_mode='abs') == [(3, 'scale_lr', 0.5)]
+
+
+def test_plateau_cooldown_and_min_mode():
+  # cooldown 2: the two evaluations after a reduction are not counted
+  values = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+  assert plateau_run(values, patience=1, cooldown=2) == [(2, 'scale_lr', 0.5),
+                                                         (6, 'scale_lr', 0.5)]
+  # mode min (a loss): improving while it falls
+  assert plateau_run([3.0, 2.0, 1.0, 1.5, 1.2, 0.5], mode='min', patience=1) == [
+      (4, 'scale_lr', 0.5)]
+
+
+def test_plateau_early_stopping_and_resume():
+  values = [0.1, 0.2, 0.1, 0.15, 0.2, 0.19, 0.3]
+  assert plateau_run(values, patience=5, stop_patience=3)[0] == (4, 'stop', 1.0)
+  # a monitor restored from another's state continues the same counts
+  a = monitors.Plateau('map50', patience=1, stop_patience=3)
+  head = plateau_run(values[:3], a)
+  b = monitors.Plateau('map50', patience=1, stop_patience=3)
+  b.restore(a.state())
+  tail = [(i + 3, act, f) for i, act, f in plateau_run(values[3:], b)]
+  assert head + tail == plateau_run(values, patience=1, stop_patience=3)
+  with pytest.raises(KeyError, match='map50'):
+    monitors.Plateau('map50')(0, {'map': 0.1})
+  with pytest.raises(ValueError, match='factor'):
+    monitors.Plateau('map50', factor=1.5)

@@ -132,10 +132,12 @@ def _eval_example(source, v: int, start: int, stop: int | None) -> dict:
   return example
 
 
-def eval_batches(config, source, fields, global_batch: int) -> Iterator[dict]:
+def eval_batches(config, source, fields, global_batch: int,
+                 extra_fields: tuple[str, ...] = ()) -> Iterator[dict]:
   """One pass over `source` in global batches, this process's rows of each: `fields`
-  plus 'label', 'index', 'length' and, where the source has per-frame truth, 'mask' and
-  'num_frames' (frames it annotates).
+  plus 'label', 'index', 'length', the `extra_fields` evaluators read (e.g. a detector's true
+  'boxes', fixed-shape) and, where the source has per-frame truth, 'mask' and 'num_frames'
+  (frames it annotates).
 
   Sequences are padded to `eval_pad_length(source)` ('length' keeps the true one); masks to that
   times the source's `snippet_frames` (frames a sequence step covers; 1 for videos), with 0.
@@ -164,6 +166,10 @@ def eval_batches(config, source, fields, global_batch: int) -> Iterator[dict]:
     v, start, stop = items[min(index, len(items) - 1)]
     example = _eval_example(source, v, start, stop)
     out = {f: example[f] for f in fields}
+    missing = [f for f in extra_fields if f not in example]
+    if missing:
+      raise KeyError(f'the evaluators read {missing}; the data source gives {sorted(example)}')
+    out.update({f: example[f] for f in extra_fields})
     length = len(example[seq])
     if seq in out:
       out[seq] = _pad(out[seq], pad_to)

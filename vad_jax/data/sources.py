@@ -13,6 +13,10 @@
   synthetic_frames     single frames of the built-in videos (seed 002's frame classifier), split
                        by video; minority classes get severity-scaled heavy augmentation in
                        training (`data.severity`, vad_jax.data.severity)
+  person_frames        frames of the built-in videos with their person boxes (seed 004's
+                       detector), split by video; `data.box_augment` moves boxes with pixels
+  yolo                 a YOLO label tree (`images/<split>/`, `labels/<split>/*.txt`, one
+                       `class cx cy w h` line an object): vad_jax.data.yolo
   published_features   the published snippet-feature sets (RTFM / UR-DMU / VadCLIP / C3D lists,
                        gt or annotation files): vad_jax.data.published; validation carved from
                        the training list
@@ -84,6 +88,28 @@ def _synthetic_frames(config, split: str, request: dict):
     counts = np.bincount(src.labels(), minlength=len(CLASS_NAMES))
     src.augment = severity.random_map(severity.severity_from_counts(counts, d.severity))
   return src
+
+
+def _person_frames(config, split: str, request: dict):
+  del request
+  from vad_jax.data import box_augment
+  from vad_jax.data.person_frames import PersonFrames
+  d = config.data
+  spec = synthetic.SyntheticSpec(
+      height=d.height, width=d.width, num_frames=d.num_frames,
+      num_videos={'train': d.num_train, 'validation': d.num_validation, 'test': d.num_test}[split],
+      normal_fraction=d.normal_fraction, class_imbalance=d.class_imbalance,
+      window=tuple(d.window), min_event_px=d.min_event_px, seed=config.seed)
+  src = PersonFrames(spec, split, d.frames_per_video)
+  if split == 'train':
+    src.augment = box_augment.make_augment(d.box_augment)
+  return src
+
+
+def _yolo(config, split: str, request: dict):
+  del request
+  from vad_jax.data import yolo
+  return yolo.source_from_config(config, split)
 
 
 def _features(config, split: str, request: dict):
@@ -179,7 +205,8 @@ def _prepared_features(config, split: str, request: dict):
 SOURCES = {'synthetic': _synthetic, 'synthetic_frames': _synthetic_frames, 'features': _features,
            'synthetic_features': _synthetic_features, 'prepared': _prepared,
            'prepared_features': _prepared_features,
-           'published_features': _published_features}
+           'published_features': _published_features, 'person_frames': _person_frames,
+           'yolo': _yolo}
 
 
 def make(config, split: str, request: dict | None = None):

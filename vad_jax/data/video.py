@@ -72,33 +72,108 @@ def decode(path: str, fps: float | None = None,
   return np.stack(frames), src_fps, n
 
 
+class VideoWriter:
+  """Streams uint8 [H, W, 3] frames into an MP4 (H.264, yuv420p; codec 'mpeg4' for AVI),
+  atomically: frames go to a temporary name in the same folder, renamed on a clean `close`
+  (an error or an exception inside `with` removes it: never a half-written video)."""
+
+  def __init__(self, path: str, fps: float, codec: str = 'libx264'):
+    self.path, self.fps, self.codec = path, fps, codec
+    folder, name = os.path.split(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    self.tmp = os.path.join(folder, f'.tmp-{os.getpid()}-{name}')
+    self._out = self._stream = None
+    self.frames = 0
+
+  def write(self, frame: np.ndarray) -> None:
+    import av
+    frame = np.asarray(frame, np.uint8)
+    h, w, _ = frame.shape
+    if self._out is None:
+      if h % 2 or w % 2:
+        raise ValueError(f'{self.path}: H.264/MPEG-4 need even frame sizes, got {h}x{w}')
+      self._out = av.open(self.tmp, 'w',
+                          format=os.path.splitext(self.path)[1].lstrip('.') or 'mp4')
+      self._stream = self._out.add_stream(self.codec, rate=int(round(self.fps)))
+      self._stream.width, self._stream.height, self._stream.pix_fmt = w, h, 'yuv420p'
+    for packet in self._stream.encode(av.VideoFrame.from_ndarray(frame, format='rgb24')):
+      self._out.mux(packet)
+    self.frames += 1
+
+  def close(self) -> None:
+    if self._out is None:
+      raise ValueError(f'{self.path}: no frames to write')
+    for packet in self._stream.encode():
+      self._out.mux(packet)
+    self._out.close()
+    self._out = None
+    os.replace(self.tmp, self.path)
+
+  def abort(self) -> None:
+    if self._out is not None:
+      self._out.close()
+      self._out = None
+    if os.path.exists(self.tmp):
+      os.remove(self.tmp)
+
+  def __enter__(self) -> 'VideoWriter':
+    return self
+
+  def __exit__(self, exc_type, exc, tb) -> None:
+    if exc_type is None:
+      self.close()
+    else:
+      self.abort()
+
+
 def write_video(path: str, frames: np.ndarray, fps: float, codec: str = 'libx264') -> None:
   """Writes uint8 [N, H, W, 3] as MP4 (H.264, yuv420p) or with codec 'mpeg4' (AVI); atomic (a
   temporary name in the same folder, then renamed)."""
-  import av
   frames = np.asarray(frames, np.uint8)
-  n, h, w, _ = frames.shape
-  if not n:
+  if not len(frames):
     raise ValueError(f'{path}: no frames to write')
-  if h % 2 or w % 2:
-    raise ValueError(f'{path}: H.264/MPEG-4 need even frame sizes, got {h}x{w}')
-  folder, name = os.path.split(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  tmp = os.path.join(folder, f'.tmp-{os.getpid()}-{name}')
+  with VideoWriter(path, fps, codec) as out:
+    for f in frames:
+      out.write(f)
+
+
+def iter_frames(path: str):
+  """Yields (frame uint8 [H, W, 3], time in seconds) of the first video stream while decoding
+  (the video is never held whole); VideoError for a file PyAV cannot open or without frames."""
+  import av
   try:
-    with av.open(tmp, 'w', format=os.path.splitext(path)[1].lstrip('.') or 'mp4') as out:
-      stream = out.add_stream(codec, rate=int(round(fps)))
-      stream.width, stream.height, stream.pix_fmt = w, h, 'yuv420p'
-      for f in frames:
-        for packet in stream.encode(av.VideoFrame.from_ndarray(f, format='rgb24')):
-          out.mux(packet)
-      for packet in stream.encode():
-        out.mux(packet)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+    container = av.open(path)
+  except Exception as e:  # noqa: BLE001  (PyAV raises many error types for bad files)
+    raise VideoError(f'{path}: cannot open as a video: {e}') from None
+  with container:
+    if not container.streams.video:
+      raise VideoError(f'{path}: has no video stream')
+    stream = container.streams.video[0]
+    fps = float(stream.average_rate or stream.guessed_rate or 0) or 30.0
+    n = 0
+    try:
+      for frame in container.decode(stream):
+        t = float(frame.time) if frame.time is not None else n / fps
+        yield frame.to_ndarray(format='rgb24'), t
+        n += 1
+    except av.FFmpegError as e:
+      if not n:
+        raise VideoError(f'{path}: no decodable frame: {e}') from None
+  if not n:
+    raise VideoError(f'{path}: has no frames')
+
+
+def video_fps(path: str) -> float:
+  """Frames a second of the first video stream (30 when the file does not say)."""
+  import av
+  try:
+    with av.open(path) as container:
+      if not container.streams.video:
+        raise VideoError(f'{path}: has no video stream')
+      s = container.streams.video[0]
+      return float(s.average_rate or s.guessed_rate or 0) or 30.0
+  except av.FFmpegError as e:
+    raise VideoError(f'{path}: cannot open as a video: {e}') from None
 
 
 def read_frame_image(path: str) -> np.ndarray:

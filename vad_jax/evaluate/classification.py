@@ -98,7 +98,8 @@ class Classification:
                                           f'scored 1 - p({self.class_names[self.normal]})'}
                if self.normal is not None else {})}
 
-  def write(self, saved: dict, results: dict, workdir: str, split: str) -> None:
+  def write(self, saved: dict, results: dict, workdir: str, split: str,
+            source=None) -> None:
     path = os.path.join(workdir, f'predictions_{split}.npz')
     tmp = path + '.tmp.npz'
     np.savez_compressed(tmp, class_names=np.array(self.class_names), **saved)

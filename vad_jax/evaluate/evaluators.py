@@ -7,15 +7,21 @@
                                          logged (validation/<name>) and one may be
                                          `config.best_metric`
   definitions(config) -> {key: text}     how the numbers are defined (into metrics.json)
-  write(artifact, results, workdir, split)   per-example files and plots (process 0 only)
+  write(artifact, results, workdir, split, source=None)
+                                         per-example files and plots (process 0 only);
+                                         `source` is the split's data source (to draw inputs)
   scalars                                the names printed on the console line
+  row_fields (optional)                  example fields beyond the default ones the rows must
+                                         hold (e.g. a detector's true 'boxes', 'box_valid')
 Metric names must be unique across a config's evaluators.
 """
 
 from vad_jax.evaluate.classification import Classification
+from vad_jax.evaluate.detection import Detection
 from vad_jax.evaluate.frame_anomaly import FrameAnomaly
 
-EVALUATORS = {'frame_anomaly': FrameAnomaly, 'classification': Classification}
+EVALUATORS = {'frame_anomaly': FrameAnomaly, 'classification': Classification,
+              'detection': Detection}
 
 
 def make(config, class_names) -> dict:

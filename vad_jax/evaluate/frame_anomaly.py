@@ -136,7 +136,8 @@ class FrameAnomaly:
             'video_score_definition': "a video's highest clip score (video_auc / video_ap: "
                                       'anomalous vs normal videos)'}
 
-  def write(self, artifact, results: dict, workdir: str, split: str) -> None:
+  def write(self, artifact, results: dict, workdir: str, split: str,
+            source=None) -> None:
     scores, components = artifact
     scores.save(os.path.join(workdir, f'scores_{split}.npz'))
     if components:

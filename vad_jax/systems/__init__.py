@@ -12,6 +12,7 @@ _SYSTEMS = {
     'svdd_vae': 'vad_jax.systems.svdd_vae:SVDDVAESystem',   # seed 001
     'multihead': 'vad_jax.systems.multihead:MultiHeadSystem',  # seed 002
     'violence': 'vad_jax.systems.violence:ViolenceSystem',  # seed 003
+    'detector': 'vad_jax.systems.detector:DetectorSystem',  # seed 004
 }
 
 

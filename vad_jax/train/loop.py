@@ -25,7 +25,7 @@ from vad_jax.data import pipeline, sources, views
 from vad_jax.data.source import DataInfo
 from vad_jax.evaluate import evaluators as evaluators_lib
 from vad_jax.evaluate import runner, tta
-from vad_jax.train import checkpoint, logbook, optim, swa
+from vad_jax.train import checkpoint, logbook, optim, swa, trained
 from vad_jax.train import monitors as monitors_lib
 from vad_jax.train import step as step_lib
 
@@ -103,7 +103,9 @@ def eval_examples_per_step(config, mesh) -> int:
 
 def evaluate(config, evals: dict, predict, state, mesh, source, fields) -> tuple[dict, dict]:
   """Every evaluator on one pass of `predict` over `source` -> (results, artifacts by name)."""
-  batches = pipeline.eval_batches(config, source, fields, eval_examples_per_step(config, mesh))
+  extra = tuple(dict.fromkeys(f for e in evals.values() for f in getattr(e, 'row_fields', ())))
+  batches = pipeline.eval_batches(config, source, fields, eval_examples_per_step(config, mesh),
+                                  extra)
   rows = runner.predict_split(predict, state, batches, mesh, fields)
   results, artifacts = {}, {}
   for name, evaluator in evals.items():
@@ -206,6 +208,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
     _write_json(os.path.join(workdir, 'config.json'), json.loads(config.to_json_best_effort()))
+    trained.save_info(workdir, info)
   batch = examples_per_step(config, type(system), mesh)
   state = init_state(config, system, info, mesh)
   sizes = {k: parameter_overview.count_parameters(v) for k, v in state.params.items()}
@@ -333,7 +336,7 @@ def final_test(config, workdir, system, evals, mesh, predict, ckpts, state, info
                '  '.join(f'{k} {scalars[k]:.4f}' for k in shown))
   if jax.process_index() == 0:
     for name, evaluator in evals.items():
-      evaluator.write(artifacts[name], results, workdir, 'test')
+      evaluator.write(artifacts[name], results, workdir, 'test', source=test_src)
     _write_json(os.path.join(workdir, 'metrics.json'), results)
   ckpts.close()
   return results

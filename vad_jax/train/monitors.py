@@ -101,7 +101,83 @@ class ClassGap:
     return out
 
 
-MONITORS = {'class_gap': ClassGap}
+class Plateau:
+  """ReduceLROnPlateau on a validation metric (PyTorch's semantics) and early stopping.
+
+  After each evaluation `metric` is compared with the best so far: it improves when it beats the
+  best by more than `threshold` (relative: best * (1 + threshold) for 'max', best * (1 -
+  threshold) for 'min'; absolute when threshold_mode='abs'). More than `patience` evaluations in
+  a row without improvement multiply the learning rate by `factor` (then `cooldown` evaluations
+  are not counted), as `torch.optim.lr_scheduler.ReduceLROnPlateau`. With `stop_patience` > 0,
+  `stop_patience` evaluations in a row without improvement stop the run (early stopping; the
+  test split is scored with the best checkpoint). Seed 004: factor 0.5, patience 5, early
+  stopping 10. The counters are checkpointed (`state`).
+  """
+
+  def __init__(self, metric: str, mode: str = 'max', factor: float = 0.5, patience: int = 5,
+               threshold: float = 1e-4, threshold_mode: str = 'rel', cooldown: int = 0,
+               min_lr_multiplier: float = 0.0, stop_patience: int = 0):
+    if mode not in ('max', 'min') or threshold_mode not in ('rel', 'abs'):
+      raise ValueError(f"mode={mode!r} must be 'max' or 'min', threshold_mode={threshold_mode!r} "
+                       "'rel' or 'abs'")
+    if not 0 < factor < 1 or patience < 0 or cooldown < 0 or stop_patience < 0:
+      raise ValueError(f'factor={factor} must be in (0, 1); patience={patience}, cooldown='
+                       f'{cooldown}, stop_patience={stop_patience} >= 0')
+    self.metric, self.mode, self.factor, self.patience = metric, mode, factor, patience
+    self.threshold, self.threshold_mode, self.cooldown = threshold, threshold_mode, cooldown
+    self.min_lr_multiplier, self.stop_patience = min_lr_multiplier, stop_patience
+    self.best = None          # best value so far
+    self.bad = 0              # evaluations without improvement (the LR counter)
+    self.cooldown_left = 0
+    self.since_best = 0       # evaluations without improvement (the early-stopping counter)
+    self.multiplier = 1.0     # the learning-rate multiplier this monitor has set
+
+  def state(self) -> dict:
+    return {'best': self.best, 'bad': self.bad, 'cooldown_left': self.cooldown_left,
+            'since_best': self.since_best, 'multiplier': self.multiplier}
+
+  def restore(self, state: dict) -> None:
+    self.best = None if state['best'] is None else float(state['best'])
+    self.bad, self.cooldown_left = int(state['bad']), int(state['cooldown_left'])
+    self.since_best, self.multiplier = int(state['since_best']), float(state['multiplier'])
+
+  def improves(self, value: float) -> bool:
+    if self.best is None:
+      return True
+    sign = 1.0 if self.mode == 'max' else -1.0
+    if self.threshold_mode == 'rel':
+      return sign * value > sign * self.best * (1.0 + sign * self.threshold)
+    return sign * value > sign * self.best + self.threshold
+
+  def __call__(self, step: int, metrics: dict) -> list[Decision]:
+    if self.metric not in metrics:
+      raise KeyError(f'plateau monitor: validation metrics have no {self.metric!r} '
+                     f'(known: {sorted(metrics)})')
+    value = float(metrics[self.metric])
+    out = []
+    if self.improves(value):
+      self.best, self.bad, self.since_best = value, 0, 0
+    else:
+      self.bad += 1
+      self.since_best += 1
+    if self.cooldown_left > 0:
+      self.cooldown_left -= 1
+      self.bad = 0
+    if self.bad > self.patience:
+      new = self.multiplier * self.factor
+      if new >= self.min_lr_multiplier:
+        self.multiplier = new
+        out.append(Decision('scale_lr', f'{self.metric} {value:.4f} has not improved on '
+                                        f'{self.best:.4f} for {self.bad} evaluations: learning '
+                                        f'rate x{self.factor} (now x{new:g})', factor=self.factor))
+      self.cooldown_left, self.bad = self.cooldown, 0
+    if self.stop_patience and self.since_best >= self.stop_patience:
+      out.append(Decision('stop', f'early stopping: {self.metric} has not improved on '
+                                  f'{self.best:.4f} for {self.since_best} evaluations'))
+    return out
+
+
+MONITORS = {'class_gap': ClassGap, 'plateau': Plateau}
 
 
 def make(config) -> dict:
