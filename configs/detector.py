@@ -33,14 +33,14 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   # ---- data: frames of the built-in videos with their person boxes (vad_jax.data.person_frames)
   c.data.source = 'person_frames'
   c.data.height = c.data.width = 416   # the seed's input size
-  c.data.num_frames = 32               # frames of a synthetic video
+  c.data.num_frames = 16               # frames of a synthetic video (rendered whole: short)
   c.data.frames_per_video = 4          # evenly spaced frames taken from each video
   c.data.num_train = 1000              # videos
   c.data.num_validation = 100
   c.data.num_test = 200
   c.data.normal_fraction = 0.4         # the videos' own classes (events move people around)
   c.data.class_imbalance = 4.0
-  c.data.window = (10, 16)
+  c.data.window = (6, 10)
   c.data.min_event_px = 1.5
   c.data.box_augment = 'geometric+photometric'  # none | geometric | geometric+photometric
                                        # (flip, zoom, shift move the boxes; vad_jax.data.box_augment)
@@ -91,8 +91,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     c.data.split_seed = 0
   elif variant == 'local':
     c.data.height = c.data.width = 128
-    c.data.num_frames = 16             # 4 of them used: shorter videos render faster
-    c.data.window = (6, 10)
     c.data.num_train = 1200
     c.data.num_validation = 100
     c.data.num_test = 200

@@ -137,3 +137,26 @@ def test_detect_errors(run, tmp_path, capsys):
   assert 'no .jpg' in capsys.readouterr().err
   assert detect.main(['--workdir', str(tmp_path), str(tmp_path / 'empty')]) == 2
   assert 'not a vad_jax training workdir' in capsys.readouterr().err
+
+
+def test_prepare_sets_the_head_priors_from_the_training_boxes():
+  """sigmoid(head bias) = (0.5, 0.5, mean w, mean h, fraction of cells owning a box), from the
+  training examples; the loss is untouched."""
+  import jax
+  from vad_jax import systems
+  from vad_jax.boxes import grid as grid_lib
+  from vad_jax.data import pipeline
+  c = detector_config.get_config('tiny')
+  system, srcs, info, _ = loop.build(c)
+  variables = system.init(jax.random.key(0), pipeline.batch_spec(info.element_spec, 2))
+  batches = list(pipeline.eval_batches(c, srcs['train'], system.train_fields, 8))
+  after = system.prepare(jax.device_get(variables), iter(batches))
+  train = srcs['train']
+  boxes, valid = train.boxes()
+  wh = (boxes[..., 2:] - boxes[..., :2])[valid].mean(0)
+  owned = np.asarray(grid_lib.cell_targets(boxes, valid, system.grid)['obj']).mean()
+  got = 1 / (1 + np.exp(-np.asarray(after['params']['head']['bias'], np.float64)))
+  np.testing.assert_allclose(got, [0.5, 0.5, wh[0], wh[1], owned], rtol=1e-5)
+  np.testing.assert_array_equal(after['params']['head']['kernel'],
+                                variables['params']['head']['kernel'])
+  assert isinstance(system, systems.get('detector'))

@@ -5,7 +5,7 @@ import os
 import re
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LOWER = ('models', 'losses', 'data', 'evaluate')
+LOWER = ('models', 'losses', 'data', 'evaluate', 'boxes')
 UPPER = ('vad_jax.train', 'vad_jax.systems')
 
 

@@ -47,8 +47,13 @@ def main(argv):
   except ValueError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
+  from vad_jax.data.source import DataError
   try:
     results = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except DataError as e:
+    logging.error('%s', e)
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
   except loop.AcceleratorRequired as e:
     logging.error('%s', e)
     print(f'error: {e}', file=sys.stderr)

@@ -80,6 +80,10 @@ class PersonFrames(SyntheticFrames):
       self._labels = self.boxes()[1].sum(-1).astype(np.int32)
     return self._labels
 
+  def class_counts(self) -> np.ndarray:
+    """int64 [1]: the person boxes of the split."""
+    return np.array([int(self.labels().sum())], np.int64)
+
   def __getitem__(self, index: int) -> dict:
     example = super().__getitem__(index)
     boxes, valid = self.boxes()

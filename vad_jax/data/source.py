@@ -13,6 +13,9 @@ picklable, deterministic per index) that also says, without decoding anything, w
 
 An example holds the `sequence_field` array, 'label' int32 and 'index' int32, and, where the
 source knows it, 'mask' uint8 [T] (per-frame truth: evaluation only) and detector boxes.
+Detection sources: 'label' is the number of objects in the image, `class_names` the object
+classes, and `class_counts()` int64 [C] the objects of each class (the trainer's class counts;
+other sources are counted with a bincount of `labels()`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,11 @@ import dataclasses
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+
+class DataError(ValueError):
+  """Data the user gave that cannot be used (a bad label line, a leak between splits, an
+  unreadable video); the message names the file. The entry point prints it without a traceback."""
 
 
 @runtime_checkable

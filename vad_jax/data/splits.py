@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from vad_jax.data.source import DataError
 
-class SplitLeak(ValueError):
+
+class SplitLeak(DataError):
   """Raised when one video would be in two splits."""
 
 

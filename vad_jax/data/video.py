@@ -13,6 +13,8 @@ import os
 
 import numpy as np
 
+from vad_jax.data.source import DataError
+
 
 def resample_indices(num_frames: int, src_fps: float, dst_fps: float | None) -> np.ndarray:
   """int64 [M]: the source frame (0-based) shown by each output frame (see the module docstring)."""
@@ -28,7 +30,7 @@ def resample_indices(num_frames: int, src_fps: float, dst_fps: float | None) -> 
   return idx[idx < num_frames]
 
 
-class VideoError(ValueError):
+class VideoError(DataError):
   """A video or frame file that cannot be used (the message names the file)."""
 
 

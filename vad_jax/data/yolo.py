@@ -37,6 +37,8 @@ import warnings
 
 import numpy as np
 
+from vad_jax.data.source import DataError
+
 __all__ = ['LabelError', 'parse_label_file', 'YoloTree', 'GroupedYoloTree', 'source_from_config']
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp')
@@ -46,7 +48,7 @@ TOLERANCE = 1e-3      # how far (normalised) a box may reach past the image edge
 MAX_LISTED = 50       # bad lines listed in one LabelError
 
 
-class LabelError(ValueError):
+class LabelError(DataError):
   """Bad YOLO label lines; `errors` holds one 'path:lineno: reason: 'line'' string each."""
 
   def __init__(self, errors: list[str], total: int | None = None):
@@ -275,6 +277,13 @@ class YoloTree:
   def labels(self) -> np.ndarray:
     """int32 [len]: the number of kept objects of every image."""
     return np.diff(self._offsets).astype(np.int32)
+
+  def class_counts(self) -> np.ndarray:
+    """int64 [len(class_names)]: the kept objects of the split (one detection target: all
+    kept classes count as the first name)."""
+    out = np.zeros(len(self.class_names), np.int64)
+    out[0] = int(self.labels().sum())
+    return out
 
   def lengths(self) -> np.ndarray:
     return np.ones(len(self), np.int64)

@@ -175,7 +175,9 @@ def build(config):
   request = system_cls.data_request(config)
   srcs = sources.make_splits(config, request)
   spec = pipeline.element_spec(config, srcs['train'], system_cls.train_fields)
-  counts = np.bincount(srcs['train'].labels(), minlength=len(srcs['train'].class_names))
+  train = srcs['train']
+  counts = (np.asarray(train.class_counts(), np.int64) if hasattr(train, 'class_counts') else
+            np.bincount(train.labels(), minlength=len(train.class_names)))
   info = DataInfo(tuple(srcs['train'].class_names), counts, spec)
   evals = evaluators_lib.make(config, info.class_names)
   for split in ('validation', 'test'):
