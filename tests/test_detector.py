@@ -148,9 +148,10 @@ def test_prepare_sets_the_head_priors_from_the_training_boxes():
   from vad_jax.data import pipeline
   c = detector_config.get_config('tiny')
   system, srcs, info, _ = loop.build(c)
-  variables = system.init(jax.random.key(0), pipeline.batch_spec(info.element_spec, 2))
+  shapes = jax.eval_shape(system.init, jax.random.key(0), pipeline.batch_spec(info.element_spec, 2))
+  variables = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), shapes)    # nothing compiled
   batches = list(pipeline.eval_batches(c, srcs['train'], system.train_fields, 8))
-  after = system.prepare(jax.device_get(variables), iter(batches))
+  after = system.prepare(variables, iter(batches))
   train = srcs['train']
   boxes, valid = train.boxes()
   wh = (boxes[..., 2:] - boxes[..., :2])[valid].mean(0)
