@@ -74,15 +74,21 @@ class AugmentedFrames(SyntheticFrames):
     return self.augment(example, rng) if self.augment else example
 
 
-def _synthetic_frames(config, split: str, request: dict):
-  del request
-  from vad_jax.data import severity
+def _frames_spec(config, split: str) -> synthetic.SyntheticSpec:
+  """The videos a frame source takes its frames from (`data.num_frames` frames each)."""
   d = config.data
-  spec = synthetic.SyntheticSpec(
+  return synthetic.SyntheticSpec(
       height=d.height, width=d.width, num_frames=d.num_frames,
       num_videos={'train': d.num_train, 'validation': d.num_validation, 'test': d.num_test}[split],
       normal_fraction=d.normal_fraction, class_imbalance=d.class_imbalance,
       window=tuple(d.window), min_event_px=d.min_event_px, seed=config.seed)
+
+
+def _synthetic_frames(config, split: str, request: dict):
+  del request
+  from vad_jax.data import severity
+  d = config.data
+  spec = _frames_spec(config, split)
   src = AugmentedFrames(spec, split, d.frames_per_video, d.label_mode)
   if split == 'train' and d.severity != 'none':
     counts = np.bincount(src.labels(), minlength=len(CLASS_NAMES))
@@ -95,11 +101,7 @@ def _person_frames(config, split: str, request: dict):
   from vad_jax.data import box_augment
   from vad_jax.data.person_frames import PersonFrames
   d = config.data
-  spec = synthetic.SyntheticSpec(
-      height=d.height, width=d.width, num_frames=d.num_frames,
-      num_videos={'train': d.num_train, 'validation': d.num_validation, 'test': d.num_test}[split],
-      normal_fraction=d.normal_fraction, class_imbalance=d.class_imbalance,
-      window=tuple(d.window), min_event_px=d.min_event_px, seed=config.seed)
+  spec = _frames_spec(config, split)
   src = PersonFrames(spec, split, d.frames_per_video)
   if split == 'train':
     src.augment = box_augment.make_augment(d.box_augment)

@@ -34,6 +34,21 @@ class VideoError(DataError):
   """A video or frame file that cannot be used (the message names the file)."""
 
 
+def _open(path: str):
+  """-> (PyAV container, its first video stream, frames a second: 30 when the file does not
+  say); VideoError for a file PyAV cannot open or without a video stream."""
+  import av
+  try:
+    container = av.open(path)
+  except Exception as e:  # noqa: BLE001  (PyAV raises many error types for bad files)
+    raise VideoError(f'{path}: cannot open as a video: {e}') from None
+  if not container.streams.video:
+    container.close()
+    raise VideoError(f'{path}: has no video stream')
+  stream = container.streams.video[0]
+  return container, stream, float(stream.average_rate or stream.guessed_rate or 0) or 30.0
+
+
 def decode(path: str, fps: float | None = None,
            size: tuple[int, int] | None = None) -> tuple[np.ndarray, float, int]:
   """-> (frames uint8 [M, H, W, 3], src_fps, num_src_frames) of the first video stream.
@@ -44,16 +59,8 @@ def decode(path: str, fps: float | None = None,
   video stream or without a decodable frame raises VideoError; a file damaged part-way gives
   the frames decoded before the damage (a truncated download keeps what it has).
   """
-  import av
-  try:
-    container = av.open(path)
-  except Exception as e:  # noqa: BLE001  (PyAV raises many error types for bad files)
-    raise VideoError(f'{path}: cannot open as a video: {e}') from None
+  container, stream, src_fps = _open(path)
   with container:
-    if not container.streams.video:
-      raise VideoError(f'{path}: has no video stream')
-    stream = container.streams.video[0]
-    src_fps = float(stream.average_rate or stream.guessed_rate or 0) or 30.0
     step = None if not fps or fps >= src_fps else src_fps / fps
     frames, n, want = [], 0, 0
     kw = {'format': 'rgb24'}
@@ -143,15 +150,8 @@ def iter_frames(path: str):
   """Yields (frame uint8 [H, W, 3], time in seconds) of the first video stream while decoding
   (the video is never held whole); VideoError for a file PyAV cannot open or without frames."""
   import av
-  try:
-    container = av.open(path)
-  except Exception as e:  # noqa: BLE001  (PyAV raises many error types for bad files)
-    raise VideoError(f'{path}: cannot open as a video: {e}') from None
+  container, stream, fps = _open(path)
   with container:
-    if not container.streams.video:
-      raise VideoError(f'{path}: has no video stream')
-    stream = container.streams.video[0]
-    fps = float(stream.average_rate or stream.guessed_rate or 0) or 30.0
     n = 0
     try:
       for frame in container.decode(stream):
@@ -167,15 +167,9 @@ def iter_frames(path: str):
 
 def video_fps(path: str) -> float:
   """Frames a second of the first video stream (30 when the file does not say)."""
-  import av
-  try:
-    with av.open(path) as container:
-      if not container.streams.video:
-        raise VideoError(f'{path}: has no video stream')
-      s = container.streams.video[0]
-      return float(s.average_rate or s.guessed_rate or 0) or 30.0
-  except av.FFmpegError as e:
-    raise VideoError(f'{path}: cannot open as a video: {e}') from None
+  container, _, fps = _open(path)
+  container.close()
+  return fps
 
 
 def read_frame_image(path: str) -> np.ndarray:

@@ -166,25 +166,6 @@ def _keras_extractor(path: str) -> TrunkExtractor:
   return TrunkExtractor(load, f'keras/{_file_digest(path)}')
 
 
-def _best_step(workdir: str, cfg: dict) -> int:
-  """The step under <workdir>/best (Orbax keeps one; with several, the best by best_metric)."""
-  best = os.path.join(workdir, 'best')
-  steps = sorted(int(s) for s in (os.listdir(best) if os.path.isdir(best) else ())
-                 if s.isdigit() and os.path.isdir(os.path.join(best, s, 'state')))
-  if not steps:
-    raise FileNotFoundError(f'extractor run:{workdir}: no best checkpoint under {best} (the run '
-                            'never evaluated on validation)')
-  if len(steps) == 1:
-    return steps[0]
-  metric, mode = cfg.get('best_metric'), cfg.get('best_mode', 'max')
-
-  def value(step):
-    with open(os.path.join(best, str(step), 'metrics', 'metrics')) as f:
-      v = float(json.load(f)[metric])
-    return v if mode == 'max' else -v
-  return max(steps, key=value)
-
-
 def _restore_trunk(state_dir: str) -> dict:
   """{'params', 'batch_stats'} of the trunk in a TrainState checkpoint, restored as numpy."""
   import jax
@@ -216,7 +197,9 @@ def _run_extractor(workdir: str) -> TrunkExtractor:
   if not isinstance(tr, dict):
     raise ValueError(f'{cfg_path}: no model.trunk (system {cfg.get("system")!r} has no per-frame '
                      'trunk to extract with)')
-  state_dir = os.path.join(workdir, 'best', str(_best_step(workdir, cfg)), 'state')
+  from vad_jax.train.trained import best_step
+  step = best_step(workdir, cfg.get('best_metric'), cfg.get('best_mode', 'max'))
+  state_dir = os.path.join(workdir, 'best', str(step), 'state')
 
   def load():
     from vad_jax.models.efficientnet import EfficientNet
