@@ -161,3 +161,38 @@ def test_prepare_sets_the_head_priors_from_the_training_boxes():
   np.testing.assert_array_equal(after['params']['head']['kernel'],
                                 variables['params']['head']['kernel'])
   assert isinstance(system, systems.get('detector'))
+
+
+def test_export_equals_in_process_predict_and_runs_with_jax_and_numpy_only(run, tmp_path):
+  """`python -m vad_jax.export` -> the standalone script (jax + numpy imports only) gives the
+  run's own predict outputs, at two batch sizes (the batch dimension is symbolic)."""
+  import ast
+  import subprocess
+  import sys
+  import jax
+  from vad_jax.export import serialize, standalone
+  workdir, _, c = run
+  out = str(tmp_path / 'model.jaxexport')
+  meta = serialize.export_run(workdir, out)
+  assert meta['input'] == {'name': 'image', 'shape': ['b', 64, 64, 3], 'dtype': 'uint8'}
+  r = trained.load(workdir)
+  test = sources.make(c, 'test')
+  x = np.stack([test[i]['image'] for i in range(3)])
+  want = jax.jit(lambda v, im: r.system.predict(v, {'image': im}))(r.variables, x)
+  call, _ = standalone.load(out)
+  for n in (1, 3):
+    got = call(x[:n])
+    for k in ('boxes', 'scores', 'valid'):
+      np.testing.assert_allclose(np.asarray(got[k]), np.asarray(want[k])[:n], atol=1e-5)
+  np.save(tmp_path / 'x.npy', x)
+  script = standalone.__file__
+  mods = {a.name.split('.')[0] for n in ast.walk(ast.parse(open(script).read()))
+          if isinstance(n, ast.Import) for a in n.names}
+  mods |= {n.module.split('.')[0] for n in ast.walk(ast.parse(open(script).read()))
+           if isinstance(n, ast.ImportFrom)}
+  assert mods <= {'argparse', 'json', 'sys', 'jax', 'numpy'}, mods
+  done = subprocess.run([sys.executable, script, out, str(tmp_path / 'x.npy')], cwd=tmp_path,
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr
+  saved = np.load(tmp_path / 'x.outputs.npz')
+  np.testing.assert_allclose(saved['scores'], np.asarray(want['scores']), atol=1e-5)

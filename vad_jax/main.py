@@ -58,6 +58,11 @@ def main(argv):
     logging.error('%s', e)
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
+  if 'preempted_at_step' in results:
+    print(f"preempted: checkpoint saved at step {results['preempted_at_step']} of "
+          f"{results['num_steps']} in {os.path.abspath(_WORKDIR.value)}; run the same command "
+          'again to resume')
+    return
   metric = results['best_metric']
   stopped = f" (stopped early: {results['stopped_early']})" if results.get('stopped_early') else ''
   print(f'test {metric} {results[metric]:.4f} (checkpoint {results["checkpoint_step"]}, chosen on '

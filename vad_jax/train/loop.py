@@ -25,7 +25,7 @@ from vad_jax.data import pipeline, sources, views
 from vad_jax.data.source import DataInfo
 from vad_jax.evaluate import evaluators as evaluators_lib
 from vad_jax.evaluate import runner, tta
-from vad_jax.train import checkpoint, logbook, optim, swa, trained
+from vad_jax.train import checkpoint, logbook, optim, preemption, swa, trained
 from vad_jax.train import monitors as monitors_lib
 from vad_jax.train import step as step_lib
 
@@ -199,7 +199,9 @@ def init_state(config, system, info, mesh):
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
-  """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the test metrics."""
+  """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the test metrics,
+  or {'preempted_at_step', 'num_steps'} when a SIGTERM stopped training (vad_jax.train.preemption:
+  a checkpoint at that step on every host; rerun to resume)."""
   check_accelerator(config)
   check_config(config)
   mesh = mesh_lib.make_mesh(config.mesh)
@@ -238,6 +240,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   predict = step_lib.make_predict_step(system, mesh, tta.parse(config.get('eval_tta', '')))
   book = logbook.Logbook(workdir, config.num_steps, start)
   pending, t_start, done = [], time.perf_counter(), start
+  preempt, preempted = preemption.Preemption(), False
   if record.stopped:
     logging.warning('this run was stopped at step %d by a monitor: %s', start, record.stopped)
   for step in range(start, config.num_steps if not record.stopped else start):
@@ -265,13 +268,23 @@ def train_and_evaluate(config, workdir: str) -> dict:
         best = scalars[config.best_metric]
         ckpts.save_best(done, state, best)
       state = _apply_decisions(done, val, record, state, ckpts, book)
-    if (done % config.checkpoint_every == 0 or done == config.num_steps or record.stopped):
+    saving = done % config.checkpoint_every == 0 or done == config.num_steps or record.stopped
+    preempted = done < config.num_steps and preempt.reached(done)
+    if saving or preempted:
       ckpts.save(done, state, train_iter, record.to_json())
     if record.stopped:
       logging.warning('stopping at step %d: %s', done, record.stopped)
       break
+    if preempted:
+      break
+  preempt.close()
   ckpts.wait()
   book.close()
+  if preempted:
+    ckpts.close()
+    logging.warning('preempted (SIGTERM): checkpoint saved at step %d of %d; run the same command '
+                    'again to resume', done, config.num_steps)
+    return {'preempted_at_step': int(done), 'num_steps': int(config.num_steps)}
   if start >= config.num_steps:
     logging.info('training already complete (step %d); evaluating the best checkpoint', start)
   return final_test(config, workdir, system, evals, mesh, predict, ckpts, state, info, record,
