@@ -106,6 +106,27 @@ def test_save_restore_next_step_identical(config, tmp_path):
   ck.close()
 
 
+def test_checkpoint_written_on_8_devices_restores_on_1(config, tmp_path):
+  """Orbax restores into the template's shardings: a state saved from an 8-device mesh comes
+  back on a 1-device mesh with the same values and data position, and steps on from there."""
+  mesh8, state8, it8, step8 = setup(config, jax.devices())
+  state8, _ = step8(state8, mesh_lib.to_global(next(it8), mesh8))
+  ck = checkpoint.Checkpoints(str(tmp_path), keep=1, best_metric='frame_auc')
+  ck.save(1, state8, it8, {})
+  ck.wait()
+  mesh1, fresh, it1, step1 = setup(config, jax.devices()[:1])
+  fresh, _ = ck.restore(fresh, it1)
+  assert {d for x in jax.tree.leaves(fresh.params) for d in x.devices()} == {jax.devices()[0]}
+  for a, b in zip(jax.tree.leaves(jax.device_get(state8)), jax.tree.leaves(jax.device_get(fresh))):
+    np.testing.assert_array_equal(a, b)
+  batch8, batch1 = next(it8), next(it1)
+  np.testing.assert_array_equal(batch8['video'], batch1['video'])
+  state8, m8 = step8(state8, mesh_lib.to_global(batch8, mesh8))
+  fresh, m1 = step1(fresh, mesh_lib.to_global(batch1, mesh1))
+  np.testing.assert_allclose(m1['loss'], m8['loss'], rtol=1e-5, atol=1e-6)
+  ck.close()
+
+
 def test_end_to_end_outputs_and_resume(config, tmp_path, monkeypatch):
   # Scripted validation values: step 2 is the best, step 4 worse. The tested checkpoint must be
   # the validation argmax (step 2), restored, not the last state.
