@@ -168,6 +168,48 @@ def test_end_to_end_outputs_and_resume(config, tmp_path, monkeypatch):
   assert steps[-1] == config.num_steps
   again = loop.train_and_evaluate(config, workdir)
   assert again['frame_auc'] == results['frame_auc'] and again['checkpoint_step'] == 2
+  check_score_command(workdir, config)
+
+
+def check_score_command(workdir, config):
+  """`python -m vad_jax.score` on the run above: its alert threshold is the stated quantile of
+  the best checkpoint's validation normal frames; on a test video's raw frames (one window: the
+  whole video) it reproduces the evaluator's frame scores; on an MP4 it writes its four files."""
+  from vad_jax import score
+  from vad_jax.data import sources, video
+  with open(os.path.join(workdir, 'alert_threshold.json')) as f:
+    thr = json.load(f)
+  val = SplitScores.load(os.path.join(workdir, 'scores_validation.npz'))
+  normal = val.frame_scores[val.frame_labels == 0]
+  assert thr['threshold'] == pytest.approx(np.quantile(normal, 0.95))
+  test = SplitScores.load(os.path.join(workdir, 'scores_test.npz'))
+  src = sources.make(config, 'test')
+  frames = src[0]['video']
+  scorer = score.Scorer(workdir, window=len(frames))
+  got, probs = scorer(frames)
+  np.testing.assert_allclose(got, test.video(0)[0], atol=1e-5)
+  assert probs.shape == (len(frames), 14)
+  path = os.path.join(workdir, 'clip.mp4')
+  video.write_video(path, np.concatenate([frames, frames]), 8)
+  out = os.path.join(workdir, 'scored')
+  res = score.score_video(scorer, path, out, threshold=float(np.median(got)), hysteresis=0.0,
+                          min_alert_seconds=0.0)
+  assert res['frames'] == 2 * len(frames)
+  for name in ('scores.csv', 'scores.png', 'alerts.json', 'annotated.mp4'):
+    assert os.path.exists(os.path.join(out, name)), name
+  with open(os.path.join(out, 'alerts.json')) as f:
+    alerts = json.load(f)['alerts']
+  assert alerts and all(a['peak_score'] >= float(np.median(got)) for a in alerts)
+  assert not [f for f in os.listdir(out) if f.startswith('.tmp')]
+
+
+def test_alert_segments_hysteresis_and_minimum_length():
+  from vad_jax.score import alert_segments
+  s = np.array([0.1, 0.6, 0.55, 0.45, 0.7, 0.2, 0.9, 0.1])
+  assert alert_segments(s, 0.5, hysteresis=0.1) == [(1, 5), (6, 7)]   # 0.45 >= 0.4 stays on
+  assert alert_segments(s, 0.5, hysteresis=0.0) == [(1, 3), (4, 5), (6, 7)]
+  assert alert_segments(s, 0.5, hysteresis=0.1, min_frames=2) == [(1, 5)]
+  assert alert_segments(np.array([0.9, 0.9]), 0.5) == [(0, 2)]
 
 
 def test_full_config_refuses_cpu():

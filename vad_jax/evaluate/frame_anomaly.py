@@ -88,7 +88,11 @@ class FrameAnomaly:
   """Evaluator (vad_jax.evaluate.evaluators). Logged scalars: frame_auc, frame_ap, clip_accuracy."""
   scalars = ('frame_auc', 'frame_ap', 'clip_accuracy', 'video_auc')
 
-  def __init__(self, config, class_names, normal_class: int = 0, num_plot_videos: int = 6):
+  def __init__(self, config, class_names, normal_class: int = 0, num_plot_videos: int = 6,
+               alert_false_alarm_rate: float = 0.05):
+    if not 0 < alert_false_alarm_rate < 1:
+      raise ValueError(f'alert_false_alarm_rate={alert_false_alarm_rate} must be in (0, 1)')
+    self.alert_far = float(alert_false_alarm_rate)
     self.clip_len = config.data.clip_len
     self.stride = config.data.eval_stride
     self.snippet_frames = int(config.data.get('snippet_frames', 1))
@@ -122,6 +126,25 @@ class FrameAnomaly:
       self.scalars = tuple(dict.fromkeys(self.scalars + tuple(shown)))   # console line
     return results, (scores, components)
 
+  def alert_threshold(self, scores: SplitScores) -> dict:
+    """The frame score above which `alert_false_alarm_rate` of the split's normal frames lie
+    (frames labelled 0; without frame truth, the frames of normal videos): the alert threshold
+    `python -m vad_jax.score` uses, chosen on validation."""
+    if scores.has_frame_truth:
+      normal = scores.frame_scores[scores.frame_labels == 0]
+      kind = 'frames labelled normal'
+    else:
+      keep = np.repeat(scores.video_label == self.normal, np.diff(scores.offsets))
+      normal = scores.frame_scores[keep]
+      kind = 'frames of normal videos'
+    if not len(normal):
+      return {'threshold': None, 'reason': 'no normal frame in the validation split'}
+    return {'threshold': float(np.quantile(normal, 1.0 - self.alert_far)),
+            'false_alarm_rate': self.alert_far, 'normal_frames': int(len(normal)),
+            'definition': f'the {1 - self.alert_far:.3g} quantile of the frame scores of the '
+                          f'validation {kind} (the best checkpoint): {self.alert_far:.3g} of '
+                          'normal frames score above it'}
+
   def definitions(self, config) -> dict:
     unit = 'frames' if self.snippet_frames == 1 else f'snippets of {self.snippet_frames} frames'
     return {'ap_definition': 'frame_ap: sklearn average_precision_score (step-wise, no '
@@ -140,6 +163,8 @@ class FrameAnomaly:
             source=None) -> None:
     scores, components = artifact
     scores.save(os.path.join(workdir, f'scores_{split}.npz'))
+    if split == 'validation':
+      _write_json(os.path.join(workdir, 'alert_threshold.json'), self.alert_threshold(scores))
     if components:
       path = os.path.join(workdir, f'components_{split}.npz')
       np.savez_compressed(path + '.tmp.npz', **components)
@@ -150,3 +175,10 @@ class FrameAnomaly:
       plots.plot_confusion(np.array(results['clip_confusion_matrix']),
                          os.path.join(workdir, f'{split}_confusion.png'), self.class_names,
                            'clip confusion matrix')
+
+
+def _write_json(path: str, obj) -> None:
+  import json
+  with open(path + '.tmp', 'w') as f:
+    json.dump(obj, f, indent=2)
+  os.replace(path + '.tmp', path)

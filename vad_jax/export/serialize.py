@@ -10,7 +10,8 @@ The input is the system's predict field (`System.predict_fields[0]`: 'video', 'i
 'features') shaped like one training example (`data_info.json`), or with `length` steps on the
 first axis for sequence inputs (videos / feature sequences scored longer than the training
 clips). Outputs are the system's `predict` dict (e.g. 'score' [b, K], 'logits' [b, K, C] for
-anomaly systems; 'boxes', 'scores', 'valid' for the detector).
+anomaly systems; 'boxes', 'scores', 'valid' for the detector), averaged over the run's
+test-time views (`eval_tta`) as its evaluation was.
 """
 
 from __future__ import annotations
@@ -43,10 +44,13 @@ def export_run(workdir: str, out: str, length: int | None = None,
       raise ValueError(f'--length={length} must be >= 1')
     shape[0] = int(length)
   platforms = tuple(platforms or dict.fromkeys(('cpu', jax.default_backend())))
+  from vad_jax.evaluate import tta
   variables = jax.tree.map(jnp.asarray, run.variables)
+  views = tta.parse(run.config.get('eval_tta', ''))
+  system_predict = tta.with_views(run.system.predict, views, field=field)   # as evaluated
 
   def predict(x):
-    return run.system.predict(variables, {field: x})
+    return system_predict(variables, {field: x})
 
   b, = jax.export.symbolic_shape('b')
   arg = jax.ShapeDtypeStruct((b, *shape), spec.dtype)
@@ -58,6 +62,7 @@ def export_run(workdir: str, out: str, length: int | None = None,
       'config': f"configs/{run.config.get('name', run.config.system)}.py:"
                 f"{run.config.get('variant', '')}",
       'checkpoint_step': int(run.step), 'class_names': list(run.info.class_names),
+      'test_time_views': run.config.get('eval_tta', ''),
       'input': {'name': field, 'shape': ['b', *shape], 'dtype': str(np.dtype(spec.dtype))},
       'outputs': {k: {'shape': [str(d) for d in v.shape], 'dtype': str(v.dtype)}
                   for k, v in outputs.items()},

@@ -256,7 +256,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
       pending = []
     if done % config.eval_every == 0 or done == config.num_steps:
       state = averaged_stats(state)
-      val, _ = evaluate(config, evals, predict, state, mesh, srcs['validation'], system.predict_fields)
+      val, val_artifacts = evaluate(config, evals, predict, state, mesh, srcs['validation'],
+                                    system.predict_fields)
       scalars = _scalars(val)
       book.scalars(done, scalars, 'validation')
       shown = [k for e in evals.values() for k in e.scalars if k in scalars]
@@ -267,6 +268,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
       if ckpts.is_better(scalars[config.best_metric], best):
         best = scalars[config.best_metric]
         ckpts.save_best(done, state, best)
+        if jax.process_index() == 0:     # the best checkpoint's validation outputs (e.g. the
+          for name, evaluator in evals.items():    # alert threshold commands read)
+            evaluator.write(val_artifacts[name], val, workdir, 'validation',
+                            source=srcs['validation'])
       state = _apply_decisions(done, val, record, state, ckpts, book)
     saving = done % config.checkpoint_every == 0 or done == config.num_steps or record.stopped
     preempted = done < config.num_steps and preempt.reached(done)

@@ -1,0 +1,254 @@
+"""Scores your videos with a trained anomaly detector (configs/hybrid.py, configs/svdd_vae.py).
+
+  python -m vad_jax.score --workdir=RUN VIDEO [VIDEO ...] [--out=DIR] [--threshold=T]
+
+Each video (any file PyAV opens: MP4, AVI, ...) is decoded at the run's frame rate
+(`data.fps`; every frame when the run has none) and size, cut into windows of `--window`
+frames that continue one grid of clip starts (as `data.eval_window` evaluation does: the
+windows share clip_len - eval_stride frames), and scored by the run's best checkpoint: a
+frame's score is the mean over the clips containing it, its class the argmax of the clips'
+mean class probabilities. Per video, in --out (default RUN/scores/<video name>/):
+  scores.csv     frame (source frame index), time (s), score, top class and its probability
+  scores.png     the score over time, the alert threshold, the alert segments shaded
+  alerts.json    alert segments: score >= threshold starts one, it ends when the score falls
+                 below threshold - hysteresis; segments shorter than --min_alert_seconds are
+                 dropped; each with start / end frame and time, peak and mean score, top class
+  annotated.mp4  the source video with a score bar, the top class, a red frame while alerting
+The threshold is the run's own (`alert_threshold.json`: chosen on the validation split at a
+stated false-alarm rate of normal frames, written with the best checkpoint) unless
+--threshold overrides it. Inputs computed per window (the `foreground` / `motion` trunk inputs
+subtract the window's median frame) see one window at a time. Every file is written under a
+temporary name and renamed at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+__all__ = ['Scorer', 'alert_segments', 'score_video']
+
+
+def alert_segments(scores: np.ndarray, threshold: float, hysteresis: float = 0.05,
+                   min_frames: int = 1) -> list[tuple[int, int]]:
+  """[(start, end)) frame ranges of alerts: on at score >= threshold, off once the score falls
+  below threshold - hysteresis; ranges shorter than `min_frames` dropped."""
+  out, start = [], None
+  for i, s in enumerate(np.asarray(scores, np.float64)):
+    if start is None and s >= threshold:
+      start = i
+    elif start is not None and s < threshold - hysteresis:
+      out.append((start, i))
+      start = None
+  if start is not None:
+    out.append((start, len(scores)))
+  return [(a, b) for a, b in out if b - a >= min_frames]
+
+
+class Scorer:
+  """A trained video anomaly run as frames -> (frame scores [N], class probabilities [N, C])."""
+
+  def __init__(self, workdir: str, window: int | None = None):
+    import jax
+    from vad_jax.train import trained
+    run = trained.load(workdir)
+    field = run.system.predict_fields[0]
+    if run.system.task != 'anomaly' or field != 'video':
+      raise ValueError(f'{workdir}: system {run.config.system!r} scores {field!r} inputs '
+                       f'(task {run.system.task!r}); `score` needs a video anomaly detector '
+                       '(configs/hybrid.py, configs/svdd_vae.py)')
+    d = run.config.data
+    self.run, self.workdir = run, workdir
+    self.clip_len, self.stride = int(d.clip_len), int(d.eval_stride)
+    self.height, self.width = run.info.element_spec['video'].shape[1:3]
+    self.fps = float(d.get('fps', 0) or 0) or None
+    w = int(window or d.get('eval_window', 0) or 0) or 128
+    self.window = self.clip_len + max(1, -(-(w - self.clip_len) // self.stride)) * self.stride
+    self.class_names = tuple(run.info.class_names)
+    from vad_jax.evaluate import tta
+    variables = jax.device_put(run.variables)
+    predict = tta.with_views(run.system.predict, tta.parse(run.config.get('eval_tta', '')),
+                             field='video')          # the views the run was evaluated with
+    self._predict = jax.jit(lambda x: predict(variables, {'video': x}))
+    self.threshold_info = None
+    path = os.path.join(workdir, 'alert_threshold.json')
+    if os.path.isfile(path):
+      with open(path) as f:
+        self.threshold_info = json.load(f)
+
+  def __call__(self, frames: np.ndarray, progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """frames uint8 [N, H, W, 3] at the run's size -> (scores [N], probs [N, C])."""
+    import jax
+    from vad_jax.data import pipeline
+    from vad_jax.evaluate import scoring
+    n, t, s = len(frames), self.clip_len, self.stride
+    if n < t:
+      frames = np.concatenate([frames, np.repeat(frames[-1:], t - n, 0)])
+    clips, logits = [], []
+    for _, a, b in pipeline.eval_windows([len(frames)], self.window, t - s):
+      x = frames[a:b]
+      k = max((len(x) - t) // s + 1, 0)
+      if not k:
+        continue
+      x = np.concatenate([x, np.repeat(x[-1:], self.window - len(x), 0)])[None]
+      out = self._predict(x)
+      clips.append(np.asarray(out['score'][0, :k]))
+      logits.append(np.asarray(out['logits'][0, :k]))
+      if progress is not None:
+        progress(b - a)
+    clip_scores = np.concatenate(clips)
+    probs = np.asarray(jax.nn.softmax(np.concatenate(logits), -1))
+    frame = scoring.frame_scores(clip_scores, n, t, s)
+    frame_probs = np.stack([scoring.frame_scores(probs[:, c], n, t, s)
+                            for c in range(probs.shape[1])], 1)
+    return frame.astype(np.float32), frame_probs.astype(np.float32)
+
+
+def _plot(path, times, scores, threshold, segments, title):
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(10, 3))
+  ax.plot(times, scores, lw=1.2, label='anomaly score')
+  if threshold is not None:
+    ax.axhline(threshold, color='r', ls='--', lw=1, label=f'alert threshold {threshold:.3f}')
+  for a, b in segments:
+    ax.axvspan(times[a], times[min(b, len(times) - 1)], color='r', alpha=0.15)
+  ax.set(xlabel='time (s)', ylabel='score', ylim=(0, 1), title=title)
+  ax.legend(loc='upper right', fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def _annotate(frame, score, threshold, label, alerting):
+  from PIL import Image, ImageDraw
+  h, w = frame.shape[:2]
+  im = Image.fromarray(frame)
+  d = ImageDraw.Draw(im)
+  bar = max(6, h // 24)
+  d.rectangle((0, h - bar, w, h), fill=(30, 30, 30))
+  d.rectangle((0, h - bar, int(w * float(np.clip(score, 0, 1))), h),
+              fill=(230, 40, 40) if alerting else (60, 200, 90))
+  if threshold is not None:
+    x = int(w * threshold)
+    d.line((x, h - bar - 2, x, h), fill=(255, 255, 255), width=1)
+  d.text((4, h - bar - 12), f'{score:.2f} {label}', fill=(255, 255, 255))
+  if alerting:
+    d.rectangle((0, 0, w - 1, h - 1), outline=(230, 40, 40), width=max(2, h // 60))
+  return np.asarray(im)
+
+
+def score_video(scorer: Scorer, path: str, out_dir: str, threshold: float | None = None,
+                hysteresis: float = 0.05, min_alert_seconds: float = 0.5,
+                annotate: bool = True) -> dict:
+  """Scores one video into `out_dir` (module docstring) -> summary dict."""
+  from tqdm import tqdm
+  from vad_jax.data import video
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'{path}: no such video')
+  t0 = time.perf_counter()
+  frames, src_fps, n_src = video.decode(path, scorer.fps, (scorer.height, scorer.width))
+  source_index = video.resample_indices(n_src, src_fps, scorer.fps)[:len(frames)]
+  fps = scorer.fps or src_fps
+  with tqdm(total=len(frames), unit='frame', desc=f'scoring {os.path.basename(path)}') as bar:
+    scores, probs = scorer(frames, bar.update)
+  info = scorer.threshold_info or {}
+  thr = threshold if threshold is not None else info.get('threshold')
+  top = probs.argmax(1)
+  names = scorer.class_names
+  segments = (alert_segments(scores, thr, hysteresis, max(1, round(min_alert_seconds * fps)))
+              if thr is not None else [])
+  times = source_index / src_fps
+  os.makedirs(out_dir, exist_ok=True)
+  tmp = lambda f: os.path.join(out_dir, f'.tmp-{os.getpid()}-{f}')
+  written = []
+  try:
+    with open(tmp('scores.csv'), 'w', newline='') as f:
+      w = csv.writer(f)
+      w.writerow(['frame', 'time', 'score', 'top_class', 'top_prob'])
+      for j in range(len(scores)):
+        w.writerow([int(source_index[j]), f'{times[j]:.3f}', f'{scores[j]:.5f}', names[top[j]],
+                    f'{probs[j, top[j]]:.4f}'])
+    written.append('scores.csv')
+    alerts = []
+    for a, b in segments:
+      mean_probs = probs[a:b].mean(0)
+      c = int(mean_probs.argmax())
+      alerts.append({'start_frame': int(source_index[a]), 'end_frame': int(source_index[b - 1]),
+                     'start_time': round(float(times[a]), 3),
+                     'end_time': round(float(times[b - 1]), 3),
+                     'peak_score': round(float(scores[a:b].max()), 5),
+                     'mean_score': round(float(scores[a:b].mean()), 5),
+                     'top_class': names[c], 'top_class_prob': round(float(mean_probs[c]), 4)})
+    with open(tmp('alerts.json'), 'w') as f:
+      json.dump({'video': os.path.abspath(path), 'threshold': thr,
+                 'threshold_source': ('--threshold' if threshold is not None else
+                                      info.get('definition', 'none: no alert_threshold.json')),
+                 'hysteresis': hysteresis, 'min_alert_seconds': min_alert_seconds,
+                 'alerts': alerts}, f, indent=2)
+    written.append('alerts.json')
+    _plot(tmp('scores.png'), times, scores, thr, segments, os.path.basename(path))
+    written.append('scores.png')
+    if annotate:
+      alerting = np.zeros(len(scores), bool)
+      for a, b in segments:
+        alerting[a:b] = True
+      with video.VideoWriter(tmp('annotated.mp4'), src_fps) as out, \
+          tqdm(total=n_src, unit='frame', desc='annotating') as bar:
+        for n, (frame, _) in enumerate(video.iter_frames(path)):
+          j = int(np.clip(np.searchsorted(source_index, n, 'right') - 1, 0, len(scores) - 1))
+          h, w_ = frame.shape[:2]
+          out.write(_annotate(frame[:h - h % 2, :w_ - w_ % 2], float(scores[j]), thr,
+                              f'{names[top[j]]} {probs[j, top[j]]:.2f}', bool(alerting[j])))
+          bar.update()
+      written.append('annotated.mp4')
+  except BaseException:
+    for f in ('scores.csv', 'alerts.json', 'scores.png', 'annotated.mp4'):
+      if os.path.exists(tmp(f)):
+        os.remove(tmp(f))
+    raise
+  for f in written:
+    os.replace(tmp(f), os.path.join(out_dir, f))
+  return {'video': path, 'frames': int(len(scores)), 'alerts': len(alerts), 'threshold': thr,
+          'out': out_dir, 'seconds': time.perf_counter() - t0}
+
+
+def main(argv=None) -> int:
+  import argparse
+  p = argparse.ArgumentParser(prog='python -m vad_jax.score', description=__doc__.split('\n')[0])
+  p.add_argument('--workdir', required=True, help='a trained hybrid / svdd_vae run')
+  p.add_argument('videos', nargs='+')
+  p.add_argument('--out', default=None, help='output folder (default RUN/scores/<video name>; '
+                                               'with several videos, one folder each inside)')
+  p.add_argument('--threshold', type=float, default=None,
+                 help="alert threshold (default: the run's alert_threshold.json)")
+  p.add_argument('--hysteresis', type=float, default=0.05)
+  p.add_argument('--min_alert_seconds', type=float, default=0.5)
+  p.add_argument('--window', type=int, default=None, help='frames scored at once')
+  p.add_argument('--no_annotate', action='store_true')
+  args = p.parse_args(argv)
+  try:
+    scorer = Scorer(args.workdir, args.window)
+    for path in args.videos:
+      name = os.path.splitext(os.path.basename(path))[0]
+      base = args.out or os.path.join(args.workdir, 'scores')
+      out = args.out if (args.out and len(args.videos) == 1) else os.path.join(base, name)
+      res = score_video(scorer, path, out, args.threshold, args.hysteresis,
+                        args.min_alert_seconds, not args.no_annotate)
+      thr = 'none' if res['threshold'] is None else f"{res['threshold']:.4f}"
+      print(f"{path}: {res['frames']} frames, {res['alerts']} alert(s) at threshold {thr}, "
+            f"{res['frames'] / res['seconds']:.1f} frames/s; outputs in {res['out']}")
+  except (FileNotFoundError, ValueError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
