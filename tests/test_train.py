@@ -201,6 +201,34 @@ def check_score_command(workdir, config):
     alerts = json.load(f)['alerts']
   assert alerts and all(a['peak_score'] >= float(np.median(got)) for a in alerts)
   assert not [f for f in os.listdir(out) if f.startswith('.tmp')]
+  # Streaming is causal: changing the frames after t changes no score up to t.
+  from vad_jax.stream import StreamScorer
+  other = frames.copy()
+  cut = len(frames) // 2
+  other[cut:] = 255 - other[cut:]
+  streamer = StreamScorer(scorer)
+  sa = [streamer.push(f) for f in frames]
+  streamer.reset()
+  sb = [streamer.push(f) for f in other]
+  assert sa[:config.data.clip_len - 1] == [None] * (config.data.clip_len - 1)
+  assert [x and x[0] for x in sa[:cut]] == [x and x[0] for x in sb[:cut]]
+  assert sa[-1][0] != sb[-1][0]
+  res = score.stream_video(scorer, path, os.path.join(workdir, 'streamed'), threshold=0.5)
+  assert res['frames'] == 2 * len(frames) and res['latency_ms_median'] > 0
+  for name in ('scores.csv', 'scores.png', 'alerts.json', 'annotated.mp4'):
+    assert os.path.exists(os.path.join(workdir, 'streamed', name)), name
+
+
+def test_running_background_is_the_approximate_median_filter():
+  from vad_jax.stream import RunningBackground
+  rng = np.random.default_rng(0)
+  xs = rng.integers(0, 255, (20, 4, 4, 3)).astype(np.uint8)
+  bg = RunningBackground(step=3.0)
+  want = xs[0].astype(np.float32)
+  np.testing.assert_array_equal(bg.update(xs[0]), want)        # starts at the first frame
+  for x in xs[1:]:
+    want = want + 3.0 * np.sign(x.astype(np.float32) - want)
+    np.testing.assert_array_equal(bg.update(x), want)
 
 
 def test_alert_segments_hysteresis_and_minimum_length():

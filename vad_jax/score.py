@@ -219,6 +219,88 @@ def score_video(scorer: Scorer, path: str, out_dir: str, threshold: float | None
           'out': out_dir, 'seconds': time.perf_counter() - t0}
 
 
+def stream_video(scorer: Scorer, path: str, out_dir: str, threshold: float | None = None,
+                 hysteresis: float = 0.05, min_alert_seconds: float = 0.5,
+                 realtime: bool = False, background_step: float = 8.0) -> dict:
+  """Scores `path` (a file, or a camera / RTSP URL PyAV opens) causally, frame by frame
+  (vad_jax.stream), writing the same files as `score_video` (the annotated MP4 as frames come;
+  the rest at the end). realtime: a file is read at its own frame rate (as a camera delivers)."""
+  from PIL import Image
+  from vad_jax.data import video
+  from vad_jax.stream import StreamScorer
+  stream = StreamScorer(scorer, background_step)
+  info = scorer.threshold_info or {}
+  thr = threshold if threshold is not None else info.get('threshold')
+  names = scorer.class_names
+  os.makedirs(out_dir, exist_ok=True)
+  tmp = lambda f: os.path.join(out_dir, f'.tmp-{os.getpid()}-{f}')
+  writer = None
+  rows, scores, on, start, t_first = [], [], False, None, None
+  t0 = time.perf_counter()
+  try:
+    src_fps = video.video_fps(path)
+    writer = video.VideoWriter(tmp('annotated.mp4'), src_fps)
+    for n, (frame, t) in enumerate(video.iter_frames(path)):
+      if realtime:
+        t_first = t_first or time.perf_counter() - t
+        time.sleep(max(0.0, t_first + t - time.perf_counter()))
+      small = np.asarray(Image.fromarray(frame).resize((scorer.width, scorer.height),
+                                                       Image.BILINEAR))
+      out = stream.push(small)
+      score = None if out is None else out[0]
+      cls = '' if out is None else names[int(out[1].argmax())]
+      prob = None if out is None else float(out[1].max())
+      if score is not None and thr is not None:      # causal hysteresis: decided at frame n
+        on = score >= thr if not on else score >= thr - hysteresis
+      rows.append((n, t, score, cls, prob, on))
+      scores.append(np.nan if score is None else score)
+      h, w = frame.shape[:2]
+      writer.write(_annotate(frame[:h - h % 2, :w - w % 2], 0.0 if score is None else score,
+                             thr, f'{cls} {prob:.2f}' if out is not None else 'warming up', on))
+    writer.close()
+    if not rows:
+      raise ValueError(f'{path}: no frames')
+    fps = src_fps
+    scores = np.asarray(scores)
+    segments = (alert_segments(np.nan_to_num(scores, nan=-np.inf), thr, hysteresis,
+                               max(1, round(min_alert_seconds * fps))) if thr is not None else [])
+    with open(tmp('scores.csv'), 'w', newline='') as f:
+      w = csv.writer(f)
+      w.writerow(['frame', 'time', 'score', 'top_class', 'top_prob'])
+      for n, t, score, cls, prob, _ in rows:
+        w.writerow([n, f'{t:.3f}', '' if score is None else f'{score:.5f}', cls,
+                    '' if prob is None else f'{prob:.4f}'])
+    times = np.array([r[1] for r in rows])
+    alerts = [{'start_frame': a, 'end_frame': b - 1, 'start_time': round(float(times[a]), 3),
+               'end_time': round(float(times[b - 1]), 3),
+               'peak_score': round(float(np.nanmax(scores[a:b])), 5),
+               'mean_score': round(float(np.nanmean(scores[a:b])), 5),
+               'top_class': rows[b - 1][3]} for a, b in segments]
+    lat = np.asarray(stream.latencies)
+    with open(tmp('alerts.json'), 'w') as f:
+      json.dump({'video': path, 'mode': 'stream (causal)', 'threshold': thr,
+                 'threshold_source': ('--threshold' if threshold is not None else
+                                      info.get('definition', 'none: no alert_threshold.json')),
+                 'hysteresis': hysteresis, 'min_alert_seconds': min_alert_seconds,
+                 'alerts': alerts}, f, indent=2)
+    _plot(tmp('scores.png'), times, np.nan_to_num(scores), thr, segments,
+          f'{os.path.basename(path)} (streaming)')
+  except BaseException:
+    if writer is not None:
+      writer.abort()
+    for f in ('scores.csv', 'alerts.json', 'scores.png'):
+      if os.path.exists(tmp(f)):
+        os.remove(tmp(f))
+    raise
+  for f in ('scores.csv', 'alerts.json', 'scores.png', 'annotated.mp4'):
+    os.replace(tmp(f), os.path.join(out_dir, f))
+  seconds = time.perf_counter() - t0
+  return {'video': path, 'frames': len(rows), 'alerts': len(alerts), 'threshold': thr,
+          'out': out_dir, 'seconds': seconds,
+          'latency_ms_median': float(np.median(lat) * 1e3) if len(lat) else None,
+          'latency_ms_p95': float(np.percentile(lat, 95) * 1e3) if len(lat) else None}
+
+
 def main(argv=None) -> int:
   import argparse
   p = argparse.ArgumentParser(prog='python -m vad_jax.score', description=__doc__.split('\n')[0])
@@ -232,6 +314,9 @@ def main(argv=None) -> int:
   p.add_argument('--min_alert_seconds', type=float, default=0.5)
   p.add_argument('--window', type=int, default=None, help='frames scored at once')
   p.add_argument('--no_annotate', action='store_true')
+  p.add_argument('--stream', action='store_true',
+                 help='causal frame-by-frame scoring (a file, or a camera / RTSP URL)')
+  p.add_argument('--realtime', action='store_true', help='--stream: read a file at its fps')
   args = p.parse_args(argv)
   try:
     scorer = Scorer(args.workdir, args.window)
@@ -239,11 +324,18 @@ def main(argv=None) -> int:
       name = os.path.splitext(os.path.basename(path))[0]
       base = args.out or os.path.join(args.workdir, 'scores')
       out = args.out if (args.out and len(args.videos) == 1) else os.path.join(base, name)
-      res = score_video(scorer, path, out, args.threshold, args.hysteresis,
-                        args.min_alert_seconds, not args.no_annotate)
+      if args.stream:
+        res = stream_video(scorer, path, out, args.threshold, args.hysteresis,
+                           args.min_alert_seconds, args.realtime)
+      else:
+        res = score_video(scorer, path, out, args.threshold, args.hysteresis,
+                          args.min_alert_seconds, not args.no_annotate)
       thr = 'none' if res['threshold'] is None else f"{res['threshold']:.4f}"
       print(f"{path}: {res['frames']} frames, {res['alerts']} alert(s) at threshold {thr}, "
-            f"{res['frames'] / res['seconds']:.1f} frames/s; outputs in {res['out']}")
+            f"{res['frames'] / res['seconds']:.1f} frames/s"
+            + (f", latency median {res['latency_ms_median']:.1f} ms / p95 "
+               f"{res['latency_ms_p95']:.1f} ms" if res.get('latency_ms_median') else '')
+            + f"; outputs in {res['out']}")
   except (FileNotFoundError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2

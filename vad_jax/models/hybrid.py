@@ -93,7 +93,8 @@ class HybridDetector(nn.Module):
 
   @nn.compact
   def __call__(self, video: jnp.ndarray, *, train: bool,
-               stride: int | None = None) -> dict[str, jnp.ndarray]:
+               stride: int | None = None,
+               background: jnp.ndarray | None = None) -> dict[str, jnp.ndarray]:
     """video: uint8 [B, N, H, W, 3], or float [B, N, F] features when trunk='none'.
     stride: frames between clip starts (default clip_len: K = N // T disjoint clips, as in
     training); a smaller stride gives overlapping clips, K = (N - T) // stride + 1."""
@@ -120,7 +121,7 @@ class HybridDetector(nn.Module):
                            padding=self.padding, depthwise_impl=self.depthwise_impl,
                            drop_connect_rate=self.drop_connect_rate, bn_momentum=self.bn_momentum,
                            frozen_stages=self.frozen_stages, **kw, name='trunk')
-      x = trunk_inputs(video, self.input, self.dtype)                   # [B, N, H, W, C]
+      x = trunk_inputs(video, self.input, self.dtype, background)       # [B, N, H, W, C]
       feats = trunk(x.reshape(b * n, h, w, x.shape[-1]), train=train)
       feats = feats.reshape(b, n, -1)                                   # [B, N, F]
 

@@ -20,14 +20,19 @@ from vad_jax.models.efficientnet import preprocess
 CHANNELS = {'rgb': 3, 'foreground': 3, 'motion': 6}
 
 
-def trunk_inputs(video: jnp.ndarray, mode: str, dtype=jnp.float32) -> jnp.ndarray:
-  """video uint8 [B, N, H, W, 3] -> float `dtype` [B, N, H, W, CHANNELS[mode]]."""
+def trunk_inputs(video: jnp.ndarray, mode: str, dtype=jnp.float32,
+                 background: jnp.ndarray | None = None) -> jnp.ndarray:
+  """video uint8 [B, N, H, W, 3] -> float `dtype` [B, N, H, W, CHANNELS[mode]]. `background`
+  float [B, H, W, 3] in pixel units replaces the median of the N frames (streaming: a causal
+  running estimate, vad_jax.stream)."""
   if mode not in CHANNELS:
     raise ValueError(f'model.input must be one of {sorted(CHANNELS)}, got {mode!r}')
   if mode == 'rgb':
     return preprocess(video, dtype)
   x = video.astype(jnp.float32)
-  fg = (x - jnp.median(x, axis=1, keepdims=True)) / 127.5
+  bg = (jnp.median(x, axis=1, keepdims=True) if background is None else
+        background.astype(jnp.float32)[:, None])
+  fg = (x - bg) / 127.5
   if mode == 'foreground':
     return fg.astype(dtype)
   # The first frame has no predecessor: its difference is zero.

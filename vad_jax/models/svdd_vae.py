@@ -97,7 +97,8 @@ class SVDDVAEDetector(nn.Module):
 
   @nn.compact
   def __call__(self, video: jnp.ndarray, *, train: bool,
-               stride: int | None = None) -> dict[str, jnp.ndarray]:
+               stride: int | None = None,
+               background: jnp.ndarray | None = None) -> dict[str, jnp.ndarray]:
     """video: uint8 [B, N, H, W, 3]. stride: frames between clip starts (default clip_len)."""
     if video.ndim != 5:
       raise ValueError(f'SVDDVAEDetector reads video [B, N, H, W, 3], got shape {video.shape}')
@@ -112,7 +113,7 @@ class SVDDVAEDetector(nn.Module):
                          padding=self.padding, depthwise_impl=self.depthwise_impl,
                          drop_connect_rate=self.drop_connect_rate, bn_momentum=self.bn_momentum,
                          frozen_stages=self.frozen_stages, **kw, name='trunk')
-    x = trunk_inputs(video, self.input, self.dtype)                     # [B, N, H, W, C]
+    x = trunk_inputs(video, self.input, self.dtype, background)         # [B, N, H, W, C]
     feats = trunk(x.reshape(b * n, h, w, x.shape[-1]), train=train).reshape(b, n, -1)
 
     clips = feats[:, frames].reshape(b * k, t, -1)                      # [B*K, T, F]

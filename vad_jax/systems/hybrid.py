@@ -168,8 +168,10 @@ class HybridSystem(System):
 
   def predict(self, variables, batch: dict) -> dict[str, jnp.ndarray]:
     """Inference on overlapping clips, `eval_stride` frames apart: 'video' [B, N, H, W, 3] ->
-    'score' [B, K] (clip anomaly score), 'logits' [B, K, C], K = (N - T) // stride + 1."""
-    out = self.model.apply(variables, batch['video'], train=False, stride=self.eval_stride)
+    'score' [B, K] (clip anomaly score), 'logits' [B, K, C], K = (N - T) // stride + 1. An
+    optional 'background' [B, H, W, 3] replaces the clip median of the trunk input (streaming)."""
+    out = self.model.apply(variables, batch['video'], train=False, stride=self.eval_stride,
+                           background=batch.get('background'))
     return {'score': out['score'], 'logits': out['logits']}
 
 

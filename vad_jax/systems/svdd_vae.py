@@ -270,7 +270,7 @@ class SVDDVAESystem(System):
     """Overlapping clips `eval_stride` frames apart: 'video' [B, N, H, W, 3] -> 'score' [B, K]
     (`anomaly_score`), 'score_<name>' [B, K] for each piece, 'logits' [B, K, C]."""
     out = self.model.apply(self._model_variables(variables), batch['video'], train=False,
-                           stride=self.eval_stride)
+                           stride=self.eval_stride, background=batch.get('background'))
     parts = {
         'cls': 1.0 - jax.nn.softmax(out['logits'], -1)[..., NORMAL],
         'binary': jax.nn.sigmoid(out['binary_logit']),
