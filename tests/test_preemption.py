@@ -50,7 +50,7 @@ def test_sigterm_checkpoints_exits_cleanly_and_the_rerun_resumes_bit_identically
   resumed = subprocess.run(command(run, cache), cwd=ROOT, capture_output=True, text=True,
                            timeout=600)
   assert resumed.returncode == 0, resumed.stderr[-2000:]
-  assert f'resumed from' in resumed.stderr and f'at step {saved[0]}' in resumed.stderr
+  assert 'resumed from' in resumed.stderr and f'at step {saved[0]}' in resumed.stderr
   a = trained.restore_eval_variables(str(ref / 'checkpoints' / str(STEPS) / 'state'))
   b = trained.restore_eval_variables(str(run / 'checkpoints' / str(STEPS) / 'state'))
   for x, y in zip(*(jax_leaves(v) for v in (a, b))):

@@ -235,7 +235,7 @@ def stream_video(scorer: Scorer, path: str, out_dir: str, threshold: float | Non
   os.makedirs(out_dir, exist_ok=True)
   tmp = lambda f: os.path.join(out_dir, f'.tmp-{os.getpid()}-{f}')
   writer = None
-  rows, scores, on, start, t_first = [], [], False, None, None
+  rows, scores, on, t_first = [], [], False, None
   t0 = time.perf_counter()
   try:
     src_fps = video.video_fps(path)
