@@ -144,6 +144,49 @@ def _annotate(frame, score, threshold, label, alerting):
   return np.asarray(im)
 
 
+def _write_reports(tmp, path, frame, times, scores, probs, names, threshold, source, fps,
+                   hysteresis, min_alert_seconds, title):
+  """Writes scores.csv, alerts.json and scores.png (under the names `tmp(name)`) for frames
+  `frame` [N] (source frame indices) at `times` [N]: scores [N] and class probabilities [N, C]
+  (NaN where a streamed frame has no clip yet). -> the alert segments [(start, end))."""
+  scored = ~np.isnan(scores)
+  top = np.where(scored, np.nan_to_num(probs).argmax(1), -1)
+  segments = (alert_segments(np.where(scored, scores, -np.inf), threshold, hysteresis,
+                             max(1, round(min_alert_seconds * fps)))
+              if threshold is not None else [])
+  with open(tmp('scores.csv'), 'w', newline='') as f:
+    w = csv.writer(f)
+    w.writerow(['frame', 'time', 'score', 'top_class', 'top_prob'])
+    for j in range(len(scores)):
+      ok = bool(scored[j])
+      w.writerow([int(frame[j]), f'{times[j]:.3f}', f'{scores[j]:.5f}' if ok else '',
+                  names[top[j]] if ok else '', f'{probs[j, top[j]]:.4f}' if ok else ''])
+  alerts = []
+  for a, b in segments:
+    mean_probs = np.nanmean(probs[a:b], 0)
+    c = int(mean_probs.argmax())
+    alerts.append({'start_frame': int(frame[a]), 'end_frame': int(frame[b - 1]),
+                   'start_time': round(float(times[a]), 3),
+                   'end_time': round(float(times[b - 1]), 3),
+                   'peak_score': round(float(np.nanmax(scores[a:b])), 5),
+                   'mean_score': round(float(np.nanmean(scores[a:b])), 5),
+                   'top_class': names[c], 'top_class_prob': round(float(mean_probs[c]), 4)})
+  with open(tmp('alerts.json'), 'w') as f:
+    json.dump({'video': path, 'threshold': threshold, 'threshold_source': source,
+               'hysteresis': hysteresis, 'min_alert_seconds': min_alert_seconds,
+               'alerts': alerts}, f, indent=2)
+  _plot(tmp('scores.png'), times, np.nan_to_num(scores), threshold, segments, title)
+  return segments
+
+
+def _threshold(scorer, threshold):
+  """(threshold, where it comes from): --threshold, else the run's alert_threshold.json."""
+  if threshold is not None:
+    return threshold, '--threshold'
+  info = scorer.threshold_info or {}
+  return info.get('threshold'), info.get('definition', 'none: no alert_threshold.json')
+
+
 def score_video(scorer: Scorer, path: str, out_dir: str, threshold: float | None = None,
                 hysteresis: float = 0.05, min_alert_seconds: float = 0.5,
                 annotate: bool = True) -> dict:
@@ -158,43 +201,18 @@ def score_video(scorer: Scorer, path: str, out_dir: str, threshold: float | None
   fps = scorer.fps or src_fps
   with tqdm(total=len(frames), unit='frame', desc=f'scoring {os.path.basename(path)}') as bar:
     scores, probs = scorer(frames, bar.update)
-  info = scorer.threshold_info or {}
-  thr = threshold if threshold is not None else info.get('threshold')
-  top = probs.argmax(1)
+  thr, thr_source = _threshold(scorer, threshold)
   names = scorer.class_names
-  segments = (alert_segments(scores, thr, hysteresis, max(1, round(min_alert_seconds * fps)))
-              if thr is not None else [])
+  top = probs.argmax(1)
   times = source_index / src_fps
   os.makedirs(out_dir, exist_ok=True)
   tmp = lambda f: os.path.join(out_dir, f'.tmp-{os.getpid()}-{f}')
   written = []
   try:
-    with open(tmp('scores.csv'), 'w', newline='') as f:
-      w = csv.writer(f)
-      w.writerow(['frame', 'time', 'score', 'top_class', 'top_prob'])
-      for j in range(len(scores)):
-        w.writerow([int(source_index[j]), f'{times[j]:.3f}', f'{scores[j]:.5f}', names[top[j]],
-                    f'{probs[j, top[j]]:.4f}'])
-    written.append('scores.csv')
-    alerts = []
-    for a, b in segments:
-      mean_probs = probs[a:b].mean(0)
-      c = int(mean_probs.argmax())
-      alerts.append({'start_frame': int(source_index[a]), 'end_frame': int(source_index[b - 1]),
-                     'start_time': round(float(times[a]), 3),
-                     'end_time': round(float(times[b - 1]), 3),
-                     'peak_score': round(float(scores[a:b].max()), 5),
-                     'mean_score': round(float(scores[a:b].mean()), 5),
-                     'top_class': names[c], 'top_class_prob': round(float(mean_probs[c]), 4)})
-    with open(tmp('alerts.json'), 'w') as f:
-      json.dump({'video': os.path.abspath(path), 'threshold': thr,
-                 'threshold_source': ('--threshold' if threshold is not None else
-                                      info.get('definition', 'none: no alert_threshold.json')),
-                 'hysteresis': hysteresis, 'min_alert_seconds': min_alert_seconds,
-                 'alerts': alerts}, f, indent=2)
-    written.append('alerts.json')
-    _plot(tmp('scores.png'), times, scores, thr, segments, os.path.basename(path))
-    written.append('scores.png')
+    segments = _write_reports(tmp, os.path.abspath(path), source_index, times, scores, probs,
+                              names, thr, thr_source, fps, hysteresis, min_alert_seconds,
+                              os.path.basename(path))
+    written += ['scores.csv', 'alerts.json', 'scores.png']
     if annotate:
       alerting = np.zeros(len(scores), bool)
       for a, b in segments:
@@ -215,7 +233,7 @@ def score_video(scorer: Scorer, path: str, out_dir: str, threshold: float | None
     raise
   for f in written:
     os.replace(tmp(f), os.path.join(out_dir, f))
-  return {'video': path, 'frames': int(len(scores)), 'alerts': len(alerts), 'threshold': thr,
+  return {'video': path, 'frames': int(len(scores)), 'alerts': len(segments), 'threshold': thr,
           'out': out_dir, 'seconds': time.perf_counter() - t0}
 
 
@@ -229,13 +247,12 @@ def stream_video(scorer: Scorer, path: str, out_dir: str, threshold: float | Non
   from vad_jax.data import video
   from vad_jax.stream import StreamScorer
   stream = StreamScorer(scorer, background_step)
-  info = scorer.threshold_info or {}
-  thr = threshold if threshold is not None else info.get('threshold')
+  thr, thr_source = _threshold(scorer, threshold)
   names = scorer.class_names
   os.makedirs(out_dir, exist_ok=True)
   tmp = lambda f: os.path.join(out_dir, f'.tmp-{os.getpid()}-{f}')
   writer = None
-  rows, scores, on, t_first = [], [], False, None
+  times, scores, probs, on, t_first = [], [], [], False, None
   t0 = time.perf_counter()
   try:
     src_fps = video.video_fps(path)
@@ -252,39 +269,20 @@ def stream_video(scorer: Scorer, path: str, out_dir: str, threshold: float | Non
       prob = None if out is None else float(out[1].max())
       if score is not None and thr is not None:      # causal hysteresis: decided at frame n
         on = score >= thr if not on else score >= thr - hysteresis
-      rows.append((n, t, score, cls, prob, on))
+      times.append(t)
       scores.append(np.nan if score is None else score)
+      probs.append(np.full(len(names), np.nan) if out is None else out[1])
       h, w = frame.shape[:2]
       writer.write(_annotate(frame[:h - h % 2, :w - w % 2], 0.0 if score is None else score,
                              thr, f'{cls} {prob:.2f}' if out is not None else 'warming up', on))
     writer.close()
-    if not rows:
+    if not scores:
       raise ValueError(f'{path}: no frames')
-    fps = src_fps
-    scores = np.asarray(scores)
-    segments = (alert_segments(np.nan_to_num(scores, nan=-np.inf), thr, hysteresis,
-                               max(1, round(min_alert_seconds * fps))) if thr is not None else [])
-    with open(tmp('scores.csv'), 'w', newline='') as f:
-      w = csv.writer(f)
-      w.writerow(['frame', 'time', 'score', 'top_class', 'top_prob'])
-      for n, t, score, cls, prob, _ in rows:
-        w.writerow([n, f'{t:.3f}', '' if score is None else f'{score:.5f}', cls,
-                    '' if prob is None else f'{prob:.4f}'])
-    times = np.array([r[1] for r in rows])
-    alerts = [{'start_frame': a, 'end_frame': b - 1, 'start_time': round(float(times[a]), 3),
-               'end_time': round(float(times[b - 1]), 3),
-               'peak_score': round(float(np.nanmax(scores[a:b])), 5),
-               'mean_score': round(float(np.nanmean(scores[a:b])), 5),
-               'top_class': rows[b - 1][3]} for a, b in segments]
-    lat = np.asarray(stream.latencies)
-    with open(tmp('alerts.json'), 'w') as f:
-      json.dump({'video': path, 'mode': 'stream (causal)', 'threshold': thr,
-                 'threshold_source': ('--threshold' if threshold is not None else
-                                      info.get('definition', 'none: no alert_threshold.json')),
-                 'hysteresis': hysteresis, 'min_alert_seconds': min_alert_seconds,
-                 'alerts': alerts}, f, indent=2)
-    _plot(tmp('scores.png'), times, np.nan_to_num(scores), thr, segments,
-          f'{os.path.basename(path)} (streaming)')
+    scores, times = np.asarray(scores, np.float64), np.asarray(times)
+    segments = _write_reports(tmp, path, np.arange(len(scores)), times, scores,
+                              np.stack(probs), names, thr, thr_source + ' (streamed, causal)',
+                              src_fps, hysteresis, min_alert_seconds,
+                              f'{os.path.basename(path)} (streaming)')
   except BaseException:
     if writer is not None:
       writer.abort()
@@ -295,7 +293,8 @@ def stream_video(scorer: Scorer, path: str, out_dir: str, threshold: float | Non
   for f in ('scores.csv', 'alerts.json', 'scores.png', 'annotated.mp4'):
     os.replace(tmp(f), os.path.join(out_dir, f))
   seconds = time.perf_counter() - t0
-  return {'video': path, 'frames': len(rows), 'alerts': len(alerts), 'threshold': thr,
+  lat = np.asarray(stream.latencies)
+  return {'video': path, 'frames': len(scores), 'alerts': len(segments), 'threshold': thr,
           'out': out_dir, 'seconds': seconds,
           'latency_ms_median': float(np.median(lat) * 1e3) if len(lat) else None,
           'latency_ms_p95': float(np.percentile(lat, 95) * 1e3) if len(lat) else None}

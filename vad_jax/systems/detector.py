@@ -113,9 +113,9 @@ class DetectorSystem(System):
     wh = np.clip(sums[:2] / sums[2], 1e-3, 1 - 1e-3)
     prior = np.clip(sums[3] / sums[4], 1e-4, 1 - 1e-4)
     bias = np.array([0.0, 0.0, logit(wh[0]), logit(wh[1]), logit(prior)], np.float32)
-    params = jax.tree.map(lambda x: x, variables['params'])
-    params['head'] = dict(params['head'], bias=np.asarray(bias, params['head']['bias'].dtype))
-    return {**variables, 'params': params}
+    head = variables['params']['head']
+    head = dict(head, bias=bias.astype(head['bias'].dtype))
+    return {**variables, 'params': {**variables['params'], 'head': head}}
 
   def loss(self, variables, batch: dict, rng: jax.Array):
     """batch: 'image' [B, H, W, 3], 'boxes' [B, P, 4], 'box_valid' [B, P]."""

@@ -111,7 +111,9 @@ class Plateau:
   are not counted), as `torch.optim.lr_scheduler.ReduceLROnPlateau`. With `stop_patience` > 0,
   `stop_patience` evaluations in a row without improvement stop the run (early stopping; the
   test split is scored with the best checkpoint). Seed 004: factor 0.5, patience 5, early
-  stopping 10. The counters are checkpointed (`state`).
+  stopping 10. The counters are checkpointed (`state`). Hand-written because
+  `optax.contrib.reduce_on_plateau` lives inside the optimizer update and sees the training
+  loss every step; this acts between evaluations on a validation metric and also stops.
   """
 
   def __init__(self, metric: str, mode: str = 'max', factor: float = 0.5, patience: int = 5,

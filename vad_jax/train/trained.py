@@ -53,19 +53,20 @@ class Trained:
 
 
 def best_step(workdir: str, best_metric: str, best_mode: str = 'max') -> int:
-  """The step under <workdir>/best (Orbax keeps one; with several, the best by best_metric)."""
+  """The step under <workdir>/best with the best `best_metric` (Orbax's own choice, read-only)."""
+  import orbax.checkpoint as ocp
   best = os.path.join(workdir, 'best')
-  steps = sorted(int(s) for s in (os.listdir(best) if os.path.isdir(best) else ())
-                 if s.isdigit() and os.path.isdir(os.path.join(best, s, 'state')))
-  if not steps:
+  step = None
+  if os.path.isdir(best):
+    options = ocp.CheckpointManagerOptions(read_only=True, best_mode=best_mode,
+                                           best_fn=lambda m: m[best_metric])
+    manager = ocp.CheckpointManager(best, item_names=('state',), options=options)
+    step = manager.best_step()
+    manager.close()
+  if step is None:
     raise FileNotFoundError(f'{workdir}: no best checkpoint under {best} (the run never '
                             'evaluated on validation)')
-
-  def value(step):
-    with open(os.path.join(best, str(step), 'metrics', 'metrics')) as f:
-      v = float(json.load(f)[best_metric])
-    return v if best_mode == 'max' else -v
-  return steps[0] if len(steps) == 1 else max(steps, key=value)
+  return int(step)
 
 
 def restore_eval_variables(state_dir: str) -> dict:
