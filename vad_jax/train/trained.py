@@ -62,6 +62,8 @@ def best_step(workdir: str, best_metric: str, best_mode: str = 'max') -> int:
                                            best_fn=lambda m: m[best_metric])
     manager = ocp.CheckpointManager(best, item_names=('state',), options=options)
     step = manager.best_step()
+    if step is None and len(manager.all_steps()) == 1:   # saved without metrics: the only one
+      step = manager.all_steps()[0]
     manager.close()
   if step is None:
     raise FileNotFoundError(f'{workdir}: no best checkpoint under {best} (the run never '
