@@ -36,7 +36,12 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   import jax
   if _DISTRIBUTED.value:
-    jax.distributed.initialize()
+    if not jax.config.jax_cpu_collectives_implementation:    # CPU processes talk through gloo
+      jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    # jax reads JAX_COORDINATOR_ADDRESS itself (and detects TPU / SLURM / ...), not these two.
+    ids = {k: int(os.environ[e]) for k, e in (('num_processes', 'JAX_NUM_PROCESSES'),
+                                              ('process_id', 'JAX_PROCESS_ID')) if os.environ.get(e)}
+    jax.distributed.initialize(**ids)
   if _CACHE.value:
     jax.config.update('jax_compilation_cache_dir', _CACHE.value)
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 2.0)

@@ -44,6 +44,14 @@ def data_parallelism(mesh: Mesh) -> int:
   return mesh.shape['data']
 
 
+def process_rows(mesh: Mesh, global_batch: int) -> np.ndarray:
+  """int64 [global_batch / process_count]: the rows of a global batch this process's devices
+  hold, in the order `to_global` reads them from its local batch (ascending)."""
+  index = batch_sharding(mesh).addressable_devices_indices_map((global_batch,))
+  rows = sorted({r for s in index.values() for r in range(*s[0].indices(global_batch))})
+  return np.asarray(rows, np.int64)
+
+
 def to_global(local_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
   """This process's slice of the batch -> global jax.Arrays sharded over 'data'."""
   sharding = batch_sharding(mesh)

@@ -4,8 +4,9 @@ Training batches hold only the fields the system's loss reads (`System.train_fie
 supervised system declares ('video', 'label'), so per-frame masks and boxes can never reach its
 train step. Evaluation batches hold the fields `predict` reads plus what evaluators need:
 'label', 'index', 'length' (true sequence length) and 'mask' where the source has one. Each
-process reads its own slice of the examples (`ds[process_index::process_count]`) and turns its
-part of a batch into global arrays with `vad_jax.mesh.to_global`.
+process reads its own rows of every global batch of one global shuffled stream (training) or its
+own slice of the examples (evaluation) and turns its part of a batch into global arrays with
+`vad_jax.mesh.to_global`.
 """
 
 from typing import Iterator
@@ -41,26 +42,47 @@ def _train_random_map(config, source):
   return transform
 
 
-def train_iterator(config, source, fields, global_batch: int, seed: int) -> grain.DatasetIterator:
+def train_iterator(config, source, fields, global_batch: int, seed: int,
+                   rows=None) -> grain.DatasetIterator:
   """Endless, reshuffled-every-epoch iterator of this process's training batches of `fields`
   (checkpointable); per-example randomness is deterministic per position. With
-  `data.sampling_power` > 0 examples are drawn with replacement, weight ∝ n_class^-power."""
+  `data.sampling_power` > 0 examples are drawn with replacement, weight ∝ n_class^-power.
+
+  One global stream: every process shuffles (and augments) the same global sequence, and global
+  batch b is its elements b * global_batch ... (b + 1) * global_batch - 1 in order, whatever the
+  process count. `rows` [global_batch / process_count] are the rows of a global batch this
+  process supplies, in the order `mesh.to_global` places its local batch (`mesh.process_rows`;
+  default: this process's contiguous block), so 2 processes train on exactly the batches 1 does.
+  """
   per_process, rest = divmod(global_batch, jax.process_count())
   if rest:
     raise ValueError(f'{global_batch} examples a step do not split over {jax.process_count()} hosts')
+  if rows is None:
+    rows = np.arange(per_process) + jax.process_index() * per_process
+  rows = np.asarray(rows, np.int64)
+  if rows.shape != (per_process,):
+    raise ValueError(f'{len(rows)} rows of a {global_batch}-example batch for this process; '
+                     f'{per_process} expected')
   if config.data.get('augment') and source.sequence_field not in ('video', 'image'):
     raise ValueError(f'data.augment={config.data.augment!r} transforms videos and images; this '
                      f"source gives {source.sequence_field!r}: set data.augment=''")
   power = float(config.data.get('sampling_power', 0.0))
   if power > 0:      # class-weighted draws with replacement (vad_jax.data.sampling)
     ds = sampling.weighted_dataset(source, source.labels(), power, seed)
-    ds = ds[jax.process_index()::jax.process_count()]
   else:
-    ds = grain.MapDataset.source(source)[jax.process_index()::jax.process_count()]
-    ds = ds.shuffle(seed=seed).repeat()
+    ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat()
   ds = ds.random_map(_train_random_map(config, source), seed=seed + 1).map(_select(fields))
+  if not np.array_equal(rows, np.arange(global_batch)):   # several processes: take our rows
+    ds = _rows_of_batches(ds, rows, global_batch)
   ds = ds.batch(per_process, drop_remainder=True)
   return iter(ds.to_iter_dataset(_read_options(config)))
+
+
+def _rows_of_batches(ds: grain.MapDataset, rows: np.ndarray, global_batch: int) -> grain.MapDataset:
+  """Local position j -> global position (j // k) * global_batch + rows[j % k] (k = len(rows))."""
+  k = len(rows)
+  return grain.MapDataset.range(len(ds) // global_batch * k).map(
+      lambda j: ds[(j // k) * global_batch + int(rows[j % k])])
 
 
 def element_spec(config, source, fields) -> dict:

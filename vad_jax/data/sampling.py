@@ -4,10 +4,8 @@
 `source[j]` with j the (p % N)-th of the N indices epoch e = p // N draws with replacement from
 `class_weights(labels, power)` under ``np.random.default_rng([seed, e])``. Every position is a
 pure function of (labels, power, seed, p), so the stream is random access, checkpointable like
-any MapDataset and sliceable per process; it slots in where `pipeline.train_iterator` has
-``MapDataset.source(source)[...].shuffle(seed).repeat()``:
-
-  ds = weighted_dataset(source, source.labels(), power, seed)[process_index::process_count]
+any MapDataset, and every process reads its rows of the same global stream; it slots in where
+`pipeline.train_iterator` has ``MapDataset.source(source).shuffle(seed).repeat()``.
 """
 
 from __future__ import annotations

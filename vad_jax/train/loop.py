@@ -220,7 +220,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                f'{sum(sizes.values()):,}')
 
   train_iter = pipeline.train_iterator(config, srcs['train'], system.train_fields, batch,
-                                      config.seed)
+                                      config.seed, mesh_lib.process_rows(mesh, batch))
   ckpts = checkpoint.Checkpoints(workdir, config.keep_checkpoints, config.best_metric,
                                  config.best_mode)
   record = _Record(monitors_lib.make(config))
@@ -307,7 +307,7 @@ def _swa_refresher(config, system, train_src, mesh, batch: int):
 
   def refresh(state):
     it = pipeline.train_iterator(config, train_src, system.train_fields, batch,
-                                 config.seed + 7919)
+                                 config.seed + 7919, mesh_lib.process_rows(mesh, batch))
     batches = (next(it) for _ in range(config.swa.stat_batches))
     return swa.refresh(state, stats_fn, batches, mesh)
   return refresh
