@@ -16,11 +16,10 @@ source, a PNG of some images with true (green) and predicted (red) boxes.
 
 from __future__ import annotations
 
-import json
-import os
 
 import numpy as np
 
+from vad_jax import storage
 from vad_jax.evaluate import coco, plots
 
 
@@ -115,21 +114,16 @@ class Detection:
             source=None) -> None:
     """detections_<split>.npz, coco_gt_<split>.json, coco_dets_<split>.json and, with `source`
     (source[i]: {'image': uint8 [H, W, 3], ...}, i = the row's index), <split>_detections.png."""
-    path = os.path.join(workdir, f'detections_{split}.npz')
-    np.savez_compressed(path + '.tmp.npz', **artifact)
-    os.replace(path + '.tmp.npz', path)
+    storage.save_npz(storage.join(workdir, f'detections_{split}.npz'), **artifact)
     a = artifact
     dets = _per_image(a['det_boxes'], a['det_valid'], a['det_scores'])
     gts = _per_image(a['gt_boxes'], a['gt_valid'])
     gt_json, det_list = coco.to_coco(dets, gts, self.height, self.width,
                                      image_ids=a['index'].astype(np.int64))
     for name, obj in ((f'coco_gt_{split}.json', gt_json), (f'coco_dets_{split}.json', det_list)):
-      path = os.path.join(workdir, name)
-      with open(path + '.tmp', 'w') as f:
-        json.dump(obj, f)
-      os.replace(path + '.tmp', path)
+      storage.write_json(storage.join(workdir, name), obj, indent=None)
     if source is not None and self.plot_images > 0 and len(a['index']):
-      plot_detections(source, a, os.path.join(workdir, f'{split}_detections.png'),
+      plot_detections(source, a, storage.join(workdir, f'{split}_detections.png'),
                       self.score_threshold, self.plot_images)
 
 

@@ -1,12 +1,12 @@
 """PNG figures of an evaluation: score vs ground truth per video, and the confusion matrix."""
 
-import os
 
 import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from vad_jax import storage  # noqa: E402
 from vad_jax.evaluate.scoring import SplitScores  # noqa: E402
 
 
@@ -65,8 +65,4 @@ def plot_confusion(cm: np.ndarray, path: str, class_names, title: str = 'confusi
 
 
 def _save(fig, path: str) -> None:
-  tmp = path + '.tmp.png'
-  fig.tight_layout()
-  fig.savefig(tmp, dpi=110)
-  plt.close(fig)
-  os.replace(tmp, path)
+  storage.save_figure(fig, path)

@@ -13,9 +13,10 @@ validation split carved from weakly labelled training videos) gets frame labels 
 """
 
 import dataclasses
-import os
 
 import numpy as np
+
+from vad_jax import storage
 
 
 @dataclasses.dataclass
@@ -54,15 +55,13 @@ class SplitScores:
     return self.frame_scores[s], self.frame_labels[s]
 
   def save(self, path: str) -> None:
-    """Writes an .npz atomically (a temporary file renamed into place)."""
-    tmp = path + '.tmp.npz'
-    np.savez_compressed(tmp, **dataclasses.asdict(self))
-    os.replace(tmp, path)
+    """Writes an .npz whole or not at all (local or gs://: vad_jax.storage)."""
+    storage.save_npz(path, **dataclasses.asdict(self))
 
   @classmethod
   def load(cls, path: str) -> 'SplitScores':
-    with np.load(path) as f:
-      fields = {k.name: f[k.name] for k in dataclasses.fields(cls)}
+    f = storage.load_npz(path)
+    fields = {k.name: f[k.name] for k in dataclasses.fields(cls)}
     return cls(**dict(fields, clip_len=int(fields['clip_len']),
                       clip_stride=int(fields['clip_stride']),
                       snippet_frames=int(fields['snippet_frames'])))

@@ -7,10 +7,10 @@ or lower per `best_mode`; metrics stored alongside by Orbax), the one the test s
 with.
 """
 
-import os
-
 import grain
 import orbax.checkpoint as ocp
+
+from vad_jax import storage
 
 
 class Checkpoints:
@@ -18,14 +18,14 @@ class Checkpoints:
   def __init__(self, workdir: str, keep: int, best_metric: str, best_mode: str = 'max'):
     if best_mode not in ('max', 'min'):
       raise ValueError(f"best_mode={best_mode!r}; expected 'max' or 'min'")
-    workdir = os.path.abspath(workdir)
+    workdir = storage.resolve(workdir)
     self.best_metric, self.best_mode = best_metric, best_mode
     self.last = ocp.CheckpointManager(
-        os.path.join(workdir, 'checkpoints'),
+        storage.join(workdir, 'checkpoints'),
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
         item_names=('state', 'data', 'monitors'))
     self.best = ocp.CheckpointManager(
-        os.path.join(workdir, 'best'),
+        storage.join(workdir, 'best'),
         options=ocp.CheckpointManagerOptions(
             max_to_keep=1, create=True, best_fn=lambda m: m[best_metric], best_mode=best_mode),
         item_names=('state',))

@@ -11,7 +11,6 @@ dataset or metric.
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import jax
@@ -20,6 +19,7 @@ from absl import logging
 from clu import parameter_overview
 
 from vad_jax import mesh as mesh_lib
+from vad_jax import storage
 from vad_jax import systems
 from vad_jax.data import pipeline, sources, views
 from vad_jax.data.source import DataInfo
@@ -209,9 +209,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
                jax.device_count(), jax.default_backend(), jax.process_count(), dict(mesh.shape))
 
   system, srcs, info, evals = build(config)
-  os.makedirs(workdir, exist_ok=True)
+  workdir = storage.resolve(workdir)
+  storage.makedirs(workdir)
   if jax.process_index() == 0:
-    _write_json(os.path.join(workdir, 'config.json'), json.loads(config.to_json_best_effort()))
+    storage.write_json(storage.join(workdir, 'config.json'),
+                       json.loads(config.to_json_best_effort()))
     trained.save_info(workdir, info)
   batch = examples_per_step(config, type(system), mesh)
   state = init_state(config, system, info, mesh)
@@ -357,13 +359,7 @@ def final_test(config, workdir, system, evals, mesh, predict, ckpts, state, info
   if jax.process_index() == 0:
     for name, evaluator in evals.items():
       evaluator.write(artifacts[name], results, workdir, 'test', source=test_src)
-    _write_json(os.path.join(workdir, 'metrics.json'), results)
+    storage.write_json(storage.join(workdir, 'metrics.json'), results)
   ckpts.close()
   return results
 
-
-def _write_json(path: str, obj) -> None:
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(obj, f, indent=2)
-  os.replace(tmp, path)

@@ -10,13 +10,11 @@ training data.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 
 import ml_collections
 import numpy as np
 
-from vad_jax import systems
+from vad_jax import storage, systems
 from vad_jax.data.source import DataInfo
 
 INFO_FILE = 'data_info.json'
@@ -28,16 +26,12 @@ def save_info(workdir: str, info: DataInfo) -> None:
          'class_counts': [int(c) for c in info.class_counts],
          'element_spec': {k: {'shape': list(v.shape), 'dtype': str(v.dtype)}
                           for k, v in info.element_spec.items()}}
-  path = os.path.join(workdir, INFO_FILE)
-  with open(path + '.tmp', 'w') as f:
-    json.dump(obj, f, indent=2)
-  os.replace(path + '.tmp', path)
+  storage.write_json(storage.join(workdir, INFO_FILE), obj)
 
 
 def load_info(workdir: str) -> DataInfo:
   import jax
-  with open(os.path.join(workdir, INFO_FILE)) as f:
-    obj = json.load(f)
+  obj = storage.read_json(storage.join(workdir, INFO_FILE))
   spec = {k: jax.ShapeDtypeStruct(tuple(v['shape']), np.dtype(v['dtype']))
           for k, v in obj['element_spec'].items()}
   return DataInfo(tuple(obj['class_names']), np.asarray(obj['class_counts'], np.int64), spec)
@@ -55,9 +49,9 @@ class Trained:
 def best_step(workdir: str, best_metric: str, best_mode: str = 'max') -> int:
   """The step under <workdir>/best with the best `best_metric` (Orbax's own choice, read-only)."""
   import orbax.checkpoint as ocp
-  best = os.path.join(workdir, 'best')
+  best = storage.join(workdir, 'best')
   step = None
-  if os.path.isdir(best):
+  if storage.is_dir(best):
     options = ocp.CheckpointManagerOptions(read_only=True, best_mode=best_mode,
                                            best_fn=lambda m: m[best_metric])
     manager = ocp.CheckpointManager(best, item_names=('state',), options=options)
@@ -90,17 +84,16 @@ def restore_eval_variables(state_dir: str) -> dict:
 
 def load(workdir: str) -> Trained:
   """The run in `workdir` (config.json, data_info.json, best/<step>/state)."""
-  workdir = os.path.abspath(os.path.expanduser(workdir))
-  cfg_path = os.path.join(workdir, 'config.json')
-  if not os.path.isfile(cfg_path):
+  workdir = storage.resolve(workdir)
+  cfg_path = storage.join(workdir, 'config.json')
+  if not storage.exists(cfg_path):
     raise FileNotFoundError(f'{workdir}: no config.json: not a vad_jax training workdir')
-  if not os.path.isfile(os.path.join(workdir, INFO_FILE)):
+  if not storage.exists(storage.join(workdir, INFO_FILE)):
     raise FileNotFoundError(f'{workdir}: no {INFO_FILE} (written at the start of training by '
                             'vad_jax >= this version): train the run again')
-  with open(cfg_path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  config = ml_collections.ConfigDict(storage.read_json(cfg_path))
   info = load_info(workdir)
   system = systems.get(config.system).from_config(config, info)
   step = best_step(workdir, config.best_metric, config.get('best_mode', 'max'))
-  variables = restore_eval_variables(os.path.join(workdir, 'best', str(step), 'state'))
+  variables = restore_eval_variables(storage.join(workdir, 'best', str(step), 'state'))
   return Trained(config, system, variables, info, step)
