@@ -68,7 +68,6 @@ def test_per_class_accuracy():
   acc = per_class_accuracy(confusion_matrix(y, p, 4))
   np.testing.assert_allclose(acc[[0, 1, 3]], [0.5, 2 / 3, 0.0])
   assert np.isnan(acc[2])
-  cm = skm.confusion_matrix(y, p, labels=np.arange(4))
   np.testing.assert_allclose(acc[[0, 1, 3]], skm.recall_score(y, p, labels=[0, 1, 3], average=None))
 
 

@@ -130,16 +130,76 @@ def test_vflip_view_on_images():
                                 x[:, ::-1, ::-1])
 
 
-def test_end_to_end_tiny(tmp_path):
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory):
+  """(config, workdir, results) of one trained multihead:tiny run, shared by the tests below."""
   c = multihead_config.get_config('tiny')
+  workdir = str(tmp_path_factory.mktemp('multihead') / 'run')
+  return c, workdir, loop.train_and_evaluate(c, workdir)
+
+
+def test_end_to_end_tiny(tiny_run):
+  c, workdir, results = tiny_run
   assert c.ema_decay > 0 and c.mixup.cutmix_alpha > 0 and c.eval_tta.count(',') == 2
-  results = loop.train_and_evaluate(c, str(tmp_path / 'run'))
-  with open(tmp_path / 'run' / 'metrics.json') as f:
+  with open(os.path.join(workdir, 'metrics.json')) as f:
     saved = json.load(f)
   for key in ('accuracy', 'balanced_accuracy', 'macro_f1', 'anomaly_auc'):
     assert 0.0 <= saved[key] <= 1.0
   assert set(saved['per_class_accuracy']) == set(sources.CLASS_NAMES)
-  preds = np.load(tmp_path / 'run' / 'predictions_test.npz')
+  preds = np.load(os.path.join(workdir, 'predictions_test.npz'))
   assert preds['probs'].shape == (len(results and preds['index']), 14)
   np.testing.assert_allclose(preds['probs'].sum(-1), 1.0, rtol=1e-5)
-  assert os.path.exists(tmp_path / 'run' / 'test_confusion.png')
+  assert os.path.exists(os.path.join(workdir, 'test_confusion.png'))
+
+
+def test_score_command_per_frame(tiny_run, tmp_path):
+  """`python -m vad_jax.score` on the frame classifier: its alert threshold is the stated
+  quantile of the best checkpoint's validation Normal frames' 1 - p(Normal); on a test video's
+  raw frames it reproduces the evaluator's saved per-frame probabilities (4 test-time views);
+  on an MP4 of that video (H.264 is lossy: compared with the scorer on the decoded frames) the
+  CSV holds 1 - p(Normal) and the top class; --stream (the same views) gives the same scores."""
+  import csv
+  from vad_jax import score
+  from vad_jax.data import video
+  c, workdir, _ = tiny_run
+  val = np.load(os.path.join(workdir, 'predictions_validation.npz'))
+  with open(os.path.join(workdir, 'alert_threshold.json')) as f:
+    thr = json.load(f)
+  normal = 1.0 - val['probs'][val['label'] == 0, 0].astype(np.float64)
+  assert thr['threshold'] == pytest.approx(np.quantile(normal, 0.95), abs=1e-7)
+  assert thr['false_alarm_rate'] == 0.05 and thr['normal_frames'] == len(normal)
+
+  scorer = score.Scorer(workdir, window=12)         # 16 frames: a full and a padded batch
+  assert scorer.per_frame and scorer.threshold_info == thr
+  test = np.load(os.path.join(workdir, 'predictions_test.npz'))
+  src = sources.make(c, 'test')
+  k = c.data.frames_per_video
+  frames = src.videos[0]['frames']                       # every frame of test video 0
+  got, probs = scorer(frames)
+  rows = np.argsort(test['index'])[:k]                   # its k evaluated frames
+  np.testing.assert_allclose(probs[src.frame_index], test['probs'][rows], atol=1e-5)
+  np.testing.assert_allclose(got[src.frame_index], 1.0 - test['probs'][rows, 0], atol=1e-5)
+
+  path = str(tmp_path / 'clip.mp4')
+  video.write_video(path, frames, 8)
+  decoded = video.decode(path, scorer.fps, (scorer.height, scorer.width))[0]
+  want, want_probs = scorer(decoded)
+  np.testing.assert_allclose(want, 1.0 - want_probs[:, 0], atol=1e-6)
+
+  def read(folder):
+    with open(os.path.join(folder, 'scores.csv')) as f:
+      return list(csv.DictReader(f))
+  res = score.score_video(scorer, path, str(tmp_path / 'scored'), hysteresis=0.0,
+                          min_alert_seconds=0.0)
+  assert res['frames'] == len(frames) and res['threshold'] == thr['threshold']
+  table = read(tmp_path / 'scored')
+  np.testing.assert_allclose([float(r['score']) for r in table], want, atol=1e-5)
+  assert [r['top_class'] for r in table] == [scorer.class_names[i] for i in
+                                             want_probs.argmax(1)]
+  for name in ('scores.png', 'alerts.json', 'annotated.mp4'):
+    assert os.path.exists(tmp_path / 'scored' / name), name
+
+  res = score.stream_video(scorer, path, str(tmp_path / 'streamed'))
+  assert res['frames'] == len(frames) and res['latency_ms_median'] > 0
+  streamed = read(tmp_path / 'streamed')
+  np.testing.assert_allclose([float(r['score']) for r in streamed], want, atol=1.5e-5)

@@ -240,6 +240,32 @@ def test_alert_segments_hysteresis_and_minimum_length():
   assert alert_segments(np.array([0.9, 0.9]), 0.5) == [(0, 2)]
 
 
+def test_score_refuses_runs_it_cannot_score():
+  """`score` takes video anomaly detectors and frame classifiers with a normal class; others get
+  one line saying why and what to run instead."""
+  import types
+  from configs import detector, multihead, violence
+  from vad_jax import systems
+  from vad_jax.score import _refusal
+
+  def why(config):
+    cls = systems.get(config.system)
+    return _refusal(types.SimpleNamespace(config=config, system=cls), 'RUN',
+                    cls.predict_fields[0])
+  assert why(tiny()) is None and why(multihead.get_config('tiny')) is None
+  no_normal = multihead.get_config('tiny')
+  no_normal.evals.classification.normal_class = None
+  reasons = {'detector': why(detector.get_config('tiny')),
+             'violence': why(violence.get_config('tiny')),
+             'features': why(hybrid_config.get_config('features_local')),
+             'no_normal': why(no_normal)}
+  assert 'python -m vad_jax.detect --workdir=RUN VIDEO' in reasons['detector']
+  assert 'one label per whole video' in reasons['violence']
+  assert 'not video frames' in reasons['features']
+  assert 'normal_class' in reasons['no_normal']
+  assert all(r and '\n' not in r for r in reasons.values())
+
+
 def test_full_config_refuses_cpu():
   with pytest.raises(loop.AcceleratorRequired, match='hybrid.py:local'):
     loop.check_accelerator(hybrid_config.get_config())

@@ -1,13 +1,19 @@
-"""Scores your videos with a trained anomaly detector (configs/hybrid.py, configs/svdd_vae.py).
+"""Scores your videos with a trained video anomaly detector or frame classifier.
+
+Runs it takes: a video anomaly detector (configs/hybrid.py, configs/svdd_vae.py) or a frame
+classifier with a normal class (configs/multihead.py).
 
   python -m vad_jax.score --workdir=RUN VIDEO [VIDEO ...] [--out=DIR] [--threshold=T]
 
 Each video (any file PyAV opens: MP4, AVI, ...) is decoded at the run's frame rate
-(`data.fps`; every frame when the run has none) and size, cut into windows of `--window`
-frames that continue one grid of clip starts (as `data.eval_window` evaluation does: the
-windows share clip_len - eval_stride frames), and scored by the run's best checkpoint: a
-frame's score is the mean over the clips containing it, its class the argmax of the clips'
-mean class probabilities. Per video, in --out (default RUN/scores/<video name>/):
+(`data.fps`; every frame when the run has none) and size and scored by the run's best
+checkpoint with its test-time views (`eval_tta`). A video anomaly detector: the video is cut
+into windows of `--window` frames that continue one grid of clip starts (as `data.eval_window`
+evaluation does: the windows share clip_len - eval_stride frames); a frame's score is the mean
+over the clips containing it, its class the argmax of the clips' mean class probabilities. A
+frame classifier: every frame is scored on its own (batches of `--window` frames, default
+`eval_batch_size`), score 1 - p(Normal) (its evaluator's anomaly score), class the argmax of
+its class probabilities. Per video, in --out (default RUN/scores/<video name>/):
   scores.csv     frame (source frame index), time (s), score, top class and its probability
   scores.png     the score over time, the alert threshold, the alert segments shaded
   alerts.json    alert segments: score >= threshold starts one, it ends when the score falls
@@ -18,7 +24,9 @@ The threshold is the run's own (`alert_threshold.json`: chosen on the validation
 stated false-alarm rate of normal frames, written with the best checkpoint) unless
 --threshold overrides it. Inputs computed per window (the `foreground` / `motion` trunk inputs
 subtract the window's median frame) see one window at a time. Every file is written under a
-temporary name and renamed at the end.
+temporary name and renamed at the end. Other runs are refused with the reason: a detector
+(configs/detector.py: `python -m vad_jax.detect`), the violence classifier (configs/violence.py:
+one label per whole video from sampled feature vectors, no per-frame score), feature-input runs.
 """
 
 from __future__ import annotations
@@ -50,39 +58,91 @@ def alert_segments(scores: np.ndarray, threshold: float, hysteresis: float = 0.0
   return [(a, b) for a, b in out if b - a >= min_frames]
 
 
+def _refusal(run, workdir: str, field: str) -> str | None:
+  """Why `score` cannot use `run` (one line), or None when it can."""
+  system, task = run.config.system, run.system.task
+  if task == 'anomaly' and field == 'video':
+    return None
+  if task == 'classification' and field == 'image':
+    if run.config.evals.get('classification', {}).get('normal_class') is not None:
+      return None
+    return (f'{workdir}: the frame classifier {system!r} names no normal class '
+            '(evals.classification.normal_class): no anomaly score 1 - p(normal) to score')
+  if task == 'detection':
+    return (f'{workdir}: a detector run ({system!r}) predicts boxes, not anomaly scores; run '
+            f'`python -m vad_jax.detect --workdir={workdir} VIDEO` on it')
+  if system == 'violence':
+    return (f'{workdir}: the violence classifier (configs/violence.py) gives one label per whole '
+            'video, from clips of feature vectors sampled across it, so no per-frame score or '
+            'alert threshold is defined; `score` takes a hybrid / svdd_vae (clips) or multihead '
+            '(frames) run')
+  return (f'{workdir}: system {system!r} scores {field!r} inputs (task {task!r}), not video '
+          'frames; `score` takes a hybrid / svdd_vae (clips) or multihead (frames) run')
+
+
 class Scorer:
-  """A trained video anomaly run as frames -> (frame scores [N], class probabilities [N, C])."""
+  """A trained run as frames -> (frame scores [N], class probabilities [N, C]), with the run's
+  test-time views (`eval_tta`) as its evaluation had: a video anomaly detector (configs/hybrid.py,
+  configs/svdd_vae.py) scores clips and a frame averages the clips containing it; a frame
+  classifier with a normal class (configs/multihead.py; `per_frame`) scores every frame on its
+  own, 1 - p(normal), in batches of `window` frames (a per-frame run has clip_len = stride = 1)."""
 
   def __init__(self, workdir: str, window: int | None = None):
     import jax
+    from vad_jax.evaluate import tta
     from vad_jax.train import trained
     run = trained.load(workdir)
     field = run.system.predict_fields[0]
-    if run.system.task != 'anomaly' or field != 'video':
-      raise ValueError(f'{workdir}: system {run.config.system!r} scores {field!r} inputs '
-                       f'(task {run.system.task!r}); `score` needs a video anomaly detector '
-                       '(configs/hybrid.py, configs/svdd_vae.py)')
+    why = _refusal(run, workdir, field)
+    if why:
+      raise ValueError(why)
     d = run.config.data
     self.run, self.workdir = run, workdir
-    self.clip_len, self.stride = int(d.clip_len), int(d.eval_stride)
-    self.height, self.width = run.info.element_spec['video'].shape[1:3]
+    self.per_frame = field == 'image'
+    self.height, self.width = run.info.element_spec[field].shape[-3:-1]
     self.fps = float(d.get('fps', 0) or 0) or None
-    w = int(window or d.get('eval_window', 0) or 0) or 128
-    self.window = self.clip_len + max(1, -(-(w - self.clip_len) // self.stride)) * self.stride
     self.class_names = tuple(run.info.class_names)
-    from vad_jax.evaluate import tta
     variables = jax.device_put(run.variables)
     predict = tta.with_views(run.system.predict, tta.parse(run.config.get('eval_tta', '')),
-                             field='video')          # the views the run was evaluated with
-    self._predict = jax.jit(lambda x: predict(variables, {'video': x}))
-    self.threshold_info = None
-    path = os.path.join(workdir, 'alert_threshold.json')
-    if os.path.isfile(path):
-      with open(path) as f:
-        self.threshold_info = json.load(f)
+                             field=field)          # the views the run was evaluated with
+    if self.per_frame:
+      self.normal = int(run.config.evals.classification.normal_class)
+      self.clip_len = self.stride = 1
+      self.window = int(window or run.config.get('eval_batch_size', 0) or 0) or 64
+
+      def frames(x):
+        probs = jax.nn.softmax(predict(variables, {'image': x})['logits'], -1)
+        return 1.0 - probs[:, self.normal], probs
+      self.predict_frames = jax.jit(frames)   # uint8 [B, H, W, 3] -> (scores [B], probs [B, C])
+    else:
+      self.clip_len, self.stride = int(d.clip_len), int(d.eval_stride)
+      w = int(window or d.get('eval_window', 0) or 0) or 128
+      self.window = self.clip_len + max(1, -(-(w - self.clip_len) // self.stride)) * self.stride
+      self._predict = jax.jit(lambda x: predict(variables, {'video': x}))
+    from vad_jax.evaluate import alert
+    self.threshold_info = alert.read(workdir)
 
   def __call__(self, frames: np.ndarray, progress=None) -> tuple[np.ndarray, np.ndarray]:
     """frames uint8 [N, H, W, 3] at the run's size -> (scores [N], probs [N, C])."""
+    if self.per_frame:
+      return self._score_frames(frames, progress)
+    return self._score_clips(frames, progress)
+
+  def _score_frames(self, frames, progress):
+    scores, probs = [], []
+    for a in range(0, len(frames), self.window):
+      x = frames[a:a + self.window]
+      k = len(x)
+      x = np.concatenate([x, np.repeat(x[-1:], self.window - k, 0)])   # one compiled shape
+      s, p = self.predict_frames(x)
+      scores.append(np.asarray(s[:k]))
+      probs.append(np.asarray(p[:k]))
+      if progress is not None:
+        progress(k)
+    return (np.concatenate(scores).astype(np.float32),
+            np.concatenate(probs).astype(np.float32))
+
+  def _score_clips(self, frames, progress):
     import jax
     from vad_jax.data import pipeline
     from vad_jax.evaluate import scoring
@@ -303,7 +363,8 @@ def stream_video(scorer: Scorer, path: str, out_dir: str, threshold: float | Non
 def main(argv=None) -> int:
   import argparse
   p = argparse.ArgumentParser(prog='python -m vad_jax.score', description=__doc__.split('\n')[0])
-  p.add_argument('--workdir', required=True, help='a trained hybrid / svdd_vae run')
+  p.add_argument('--workdir', required=True,
+                 help='a trained hybrid / svdd_vae / multihead run')
   p.add_argument('videos', nargs='+')
   p.add_argument('--out', default=None, help='output folder (default RUN/scores/<video name>; '
                                                'with several videos, one folder each inside)')
@@ -311,7 +372,8 @@ def main(argv=None) -> int:
                  help="alert threshold (default: the run's alert_threshold.json)")
   p.add_argument('--hysteresis', type=float, default=0.05)
   p.add_argument('--min_alert_seconds', type=float, default=0.5)
-  p.add_argument('--window', type=int, default=None, help='frames scored at once')
+  p.add_argument('--window', type=int, default=None,
+                 help='frames scored at once (a window of clips; a frame classifier: a batch)')
   p.add_argument('--no_annotate', action='store_true')
   p.add_argument('--stream', action='store_true',
                  help='causal frame-by-frame scoring (a file, or a camera / RTSP URL)')

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vad_jax.data.scene import F32, Patch, Person, World, reflect, draw_bag
+from vad_jax.data.scene import F32, Patch, Person, World, reflect
 
 WALK = (0.005, 0.015)      # normal walking speed, fraction of frame width per frame
 RUN = (0.045, 0.06)        # running: ~5x walking

@@ -6,14 +6,17 @@ recall), macro F1, per-class accuracy and the largest gap between two classes' a
 the positive class (score = its softmax probability; `positive_class=None`: none) and, with
 `normal_class`, `anomaly_auc` / `anomaly_ap` of anomalous vs normal examples scored 1 - p(normal)
 (a many-class classifier used as a detector); saves every example's probabilities
-(`predictions_<split>.npz`) and a confusion-matrix PNG.
+(`predictions_<split>.npz`) and a confusion-matrix PNG. With `normal_class`, the best
+checkpoint's validation outputs include `alert_threshold.json` (vad_jax.evaluate.alert): the
+1 - `alert_false_alarm_rate` quantile of the validation normal examples' 1 - p(normal), the
+threshold `python -m vad_jax.score` alerts at (a frame classifier's examples are frames).
 """
 
-import os
 
 import numpy as np
 
-from vad_jax.evaluate import metrics, plots
+from vad_jax import storage
+from vad_jax.evaluate import alert, metrics, plots
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -63,8 +66,10 @@ class Classification:
   macro_f1, per_class_gap, roc_auc and each class's accuracy."""
 
   def __init__(self, config, class_names, positive_class: int | None = 1,
-               normal_class: int | None = None, require_all_classes: bool = True):
+               normal_class: int | None = None, require_all_classes: bool = True,
+               alert_false_alarm_rate: float = 0.05):
     del config
+    self.alert_far = alert.check_rate(alert_false_alarm_rate)
     self.require_all_classes = require_all_classes
     self.class_names = tuple(class_names)
     self.positive = positive_class
@@ -98,12 +103,21 @@ class Classification:
                                           f'scored 1 - p({self.class_names[self.normal]})'}
                if self.normal is not None else {})}
 
+  def alert_threshold(self, saved: dict) -> dict:
+    """The anomaly score 1 - p(normal) above which `alert_false_alarm_rate` of the split's
+    examples labelled normal lie (from the saved float32 probabilities [N, C])."""
+    name = self.class_names[self.normal]
+    keep = np.asarray(saved['label']) == self.normal
+    normal = 1.0 - np.asarray(saved['probs'], np.float64)[keep, self.normal]
+    return alert.threshold(normal, self.alert_far, f'anomaly scores 1 - p({name}) of the '
+                           f'validation examples labelled {name}', 'examples')
+
   def write(self, saved: dict, results: dict, workdir: str, split: str,
             source=None) -> None:
-    path = os.path.join(workdir, f'predictions_{split}.npz')
-    tmp = path + '.tmp.npz'
-    np.savez_compressed(tmp, class_names=np.array(self.class_names), **saved)
-    os.replace(tmp, path)
+    if split == 'validation' and self.normal is not None:
+      alert.write(workdir, self.alert_threshold(saved))
+    storage.save_npz(storage.join(workdir, f'predictions_{split}.npz'),
+                     class_names=np.array(self.class_names), **saved)
     plots.plot_confusion(np.array(results['confusion_matrix']),
-                         os.path.join(workdir, f'{split}_confusion.png'), self.class_names,
+                         storage.join(workdir, f'{split}_confusion.png'), self.class_names,
                          'confusion matrix')

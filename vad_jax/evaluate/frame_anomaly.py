@@ -14,11 +14,11 @@ same way and reported beside the combined one as `frame_auc_<name>` / `frame_ap_
 saved in `components_<split>.npz` (same frame order as `scores_<split>.npz`).
 """
 
-import os
 
 import numpy as np
 
-from vad_jax.evaluate import metrics, plots, scoring
+from vad_jax import storage
+from vad_jax.evaluate import alert, metrics, plots, scoring
 from vad_jax.evaluate.scoring import SplitScores
 
 
@@ -90,9 +90,7 @@ class FrameAnomaly:
 
   def __init__(self, config, class_names, normal_class: int = 0, num_plot_videos: int = 6,
                alert_false_alarm_rate: float = 0.05):
-    if not 0 < alert_false_alarm_rate < 1:
-      raise ValueError(f'alert_false_alarm_rate={alert_false_alarm_rate} must be in (0, 1)')
-    self.alert_far = float(alert_false_alarm_rate)
+    self.alert_far = alert.check_rate(alert_false_alarm_rate)
     self.clip_len = config.data.clip_len
     self.stride = config.data.eval_stride
     self.snippet_frames = int(config.data.get('snippet_frames', 1))
@@ -137,13 +135,7 @@ class FrameAnomaly:
       keep = np.repeat(scores.video_label == self.normal, np.diff(scores.offsets))
       normal = scores.frame_scores[keep]
       kind = 'frames of normal videos'
-    if not len(normal):
-      return {'threshold': None, 'reason': 'no normal frame in the validation split'}
-    return {'threshold': float(np.quantile(normal, 1.0 - self.alert_far)),
-            'false_alarm_rate': self.alert_far, 'normal_frames': int(len(normal)),
-            'definition': f'the {1 - self.alert_far:.3g} quantile of the frame scores of the '
-                          f'validation {kind} (the best checkpoint): {self.alert_far:.3g} of '
-                          'normal frames score above it'}
+    return alert.threshold(normal, self.alert_far, f'frame scores of the validation {kind}')
 
   def definitions(self, config) -> dict:
     unit = 'frames' if self.snippet_frames == 1 else f'snippets of {self.snippet_frames} frames'
@@ -162,23 +154,14 @@ class FrameAnomaly:
   def write(self, artifact, results: dict, workdir: str, split: str,
             source=None) -> None:
     scores, components = artifact
-    scores.save(os.path.join(workdir, f'scores_{split}.npz'))
+    scores.save(storage.join(workdir, f'scores_{split}.npz'))
     if split == 'validation':
-      _write_json(os.path.join(workdir, 'alert_threshold.json'), self.alert_threshold(scores))
+      alert.write(workdir, self.alert_threshold(scores))
     if components:
-      path = os.path.join(workdir, f'components_{split}.npz')
-      np.savez_compressed(path + '.tmp.npz', **components)
-      os.replace(path + '.tmp.npz', path)
-    plots.plot_scores(scores, os.path.join(workdir, f'{split}_scores.png'), self.class_names,
+      storage.save_npz(storage.join(workdir, f'components_{split}.npz'), **components)
+    plots.plot_scores(scores, storage.join(workdir, f'{split}_scores.png'), self.class_names,
                       self.num_plot_videos, self.normal)
     if 'clip_confusion_matrix' in results:
       plots.plot_confusion(np.array(results['clip_confusion_matrix']),
-                         os.path.join(workdir, f'{split}_confusion.png'), self.class_names,
+                         storage.join(workdir, f'{split}_confusion.png'), self.class_names,
                            'clip confusion matrix')
-
-
-def _write_json(path: str, obj) -> None:
-  import json
-  with open(path + '.tmp', 'w') as f:
-    json.dump(obj, f, indent=2)
-  os.replace(path + '.tmp', path)

@@ -11,20 +11,25 @@ from vad_jax.evaluate.scoring import SplitScores  # noqa: E402
 
 
 def pick_videos(scores: SplitScores, num: int, normal: int = 0) -> list[int]:
-  """Up to `num` videos: anomalous ones of distinct classes first, then normal ones."""
+  """Up to `num` videos: anomalous ones of distinct classes first (leaving room for a normal
+  one), then normal ones, then any others."""
   chosen, seen = [], set()
   for v, c in enumerate(scores.video_label):
     if c != normal and c not in seen and len(chosen) < num - 1:
       chosen.append(v)
       seen.add(c)
   normals = [v for v, c in enumerate(scores.video_label) if c == normal]
-  return chosen + normals[:max(num - len(chosen), 0)]
+  chosen += normals[:max(num - len(chosen), 0)]
+  rest = [v for v in range(len(scores.video_label)) if v not in chosen]
+  return chosen + rest[:max(num - len(chosen), 0)]
 
 
 def plot_scores(scores: SplitScores, path: str, class_names, num: int = 6,
                 normal: int = 0) -> None:
   """One panel a video: the per-frame anomaly score, the annotated window shaded."""
   videos = pick_videos(scores, num, normal)
+  if not videos:
+    return
   cols = 2
   rows = -(-len(videos) // cols)
   fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 2.2 * rows), squeeze=False)
