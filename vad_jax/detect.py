@@ -26,6 +26,8 @@ import time
 
 import numpy as np
 
+from vad_jax import storage
+
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp')
 FIELDS = ('source', 'frame', 'time', 'score', 'x0', 'y0', 'x1', 'y1', 'nx0', 'ny0', 'nx1', 'ny1')
 
@@ -112,7 +114,8 @@ def detect(workdir: str, path: str, out_dir: str | None = None, threshold: float
   thr = detector.threshold if threshold is None else float(threshold)
   kind, items, total = _inputs(path)
   name = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
-  out_dir = os.path.abspath(out_dir or os.path.join(workdir, 'detect', name))
+  run_dir = 'detect' if storage.is_remote(workdir) else os.path.join(workdir, 'detect')
+  out_dir = os.path.abspath(out_dir or os.path.join(run_dir, name))   # a bucket run: ./detect
   os.makedirs(out_dir, exist_ok=True)
   tmp = lambda f: os.path.join(out_dir, f'.tmp-{os.getpid()}-{f}')
   rows, written = [], []

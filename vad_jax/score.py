@@ -13,7 +13,8 @@ evaluation does: the windows share clip_len - eval_stride frames); a frame's sco
 over the clips containing it, its class the argmax of the clips' mean class probabilities. A
 frame classifier: every frame is scored on its own (batches of `--window` frames, default
 `eval_batch_size`), score 1 - p(Normal) (its evaluator's anomaly score), class the argmax of
-its class probabilities. Per video, in --out (default RUN/scores/<video name>/):
+its class probabilities. Per video, in --out (default RUN/scores/<video name>/, or
+./scores/<video name>/ for a run in a bucket):
   scores.csv     frame (source frame index), time (s), score, top class and its probability
   scores.png     the score over time, the alert threshold, the alert segments shaded
   alerts.json    alert segments: score >= threshold starts one, it ends when the score falls
@@ -38,6 +39,8 @@ import sys
 import time
 
 import numpy as np
+
+from vad_jax import storage
 
 __all__ = ['Scorer', 'alert_segments', 'score_video']
 
@@ -383,7 +386,10 @@ def main(argv=None) -> int:
     scorer = Scorer(args.workdir, args.window)
     for path in args.videos:
       name = os.path.splitext(os.path.basename(path))[0]
-      base = args.out or os.path.join(args.workdir, 'scores')
+      # A run in a bucket (gs://): outputs default to ./scores here (the video and the
+      # annotated MP4 are local files).
+      base = args.out or ('scores' if storage.is_remote(args.workdir)
+                          else os.path.join(args.workdir, 'scores'))
       out = args.out if (args.out and len(args.videos) == 1) else os.path.join(base, name)
       if args.stream:
         res = stream_video(scorer, path, out, args.threshold, args.hysteresis,
