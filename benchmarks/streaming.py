@@ -1,5 +1,5 @@
-"""Streaming throughput and latency of a video anomaly run, and how streaming scores differ from
-offline ones (vad_jax.stream).
+"""Streaming throughput and latency of a video anomaly run or a frame classifier, and how a video
+run's streaming scores differ from its offline ones (vad_jax.stream).
 
   python benchmarks/streaming.py --workdir=runs/hybrid_local [--frames=600] [--videos=200]
 
@@ -44,9 +44,11 @@ def main():
 
   scorer = Scorer(args.workdir)
   test = sources.make(scorer.run.config, args.split)
-  frames = np.concatenate([test[i]['video'] for i in range(min(len(test), 1 + args.frames //
-                                                                test[0]['video'].shape[0]))])
-  frames = frames[:args.frames]
+  if scorer.per_frame:       # a frame classifier's examples are frames
+    frames = np.stack([test[i]['image'] for i in range(min(len(test), args.frames))])
+  else:
+    frames = np.concatenate([test[i]['video'] for i in range(
+        min(len(test), 1 + args.frames // test[0]['video'].shape[0]))])[:args.frames]
   stream = StreamScorer(scorer, args.background_step)
   for f in frames[:scorer.clip_len + scorer.stride]:      # compile
     stream.push(f)
@@ -62,6 +64,10 @@ def main():
         f'a clip, every {scorer.stride}) median {np.median(lat):.1f} ms, p95 '
         f'{np.percentile(lat, 95):.1f} ms, max {lat.max():.1f} ms')
 
+  if scorer.per_frame:
+    print('a frame classifier streams the offline computation frame by frame (same views): its '
+          'streamed scores are the offline ones (tests/test_multihead.py); no AUC to compare')
+    return
   offline = SplitScores.load(os.path.join(args.workdir, f'scores_{args.split}.npz'))
   n = min(args.videos, len(offline.video_index))
   on, off, labels = [], [], []

@@ -29,7 +29,9 @@ def tiny_system(**model_overrides):
 
 
 def init(system, video):
-  return system.init(jax.random.key(0), {'video': jax.ShapeDtypeStruct(video.shape, video.dtype)})
+  """Variables for `video`'s shape (jitted: op-by-op EfficientNet is slow on CPU)."""
+  spec = {'video': jax.ShapeDtypeStruct(video.shape, video.dtype)}
+  return jax.jit(lambda key: system.init(key, spec))(jax.random.key(0))
 
 
 def test_output_shapes_any_length():
@@ -56,9 +58,10 @@ def test_overlapping_clips_equal_disjoint_clips_of_the_shifted_video():
   t, s = c.data.clip_len, c.data.eval_stride
   video = jnp.asarray(np.random.default_rng(0).integers(0, 256, (1, 3 * t, 32, 32, 3)), jnp.uint8)
   variables = init(system, video)
-  over = system.predict(variables, {'video': video})['logits']                 # [1, K, C]
+  over = jax.jit(system.predict)(variables, {'video': video})['logits']        # [1, K, C]
+  apply = jax.jit(lambda v, x: system.model.apply(v, x, train=False)['logits'])
   for k in range(over.shape[1]):
-    alone = system.model.apply(variables, video[:, k * s:k * s + t], train=False)['logits']
+    alone = apply(variables, video[:, k * s:k * s + t])
     np.testing.assert_allclose(over[0, k], alone[0, 0], rtol=1e-5, atol=1e-5)
   with pytest.raises(ValueError, match='stride'):
     system.model.apply(variables, video, train=False, stride=t + 1)
@@ -92,7 +95,7 @@ def test_regression_target_is_projected_future_feature_with_stop_gradient():
   want = (future - future.mean(-1, keepdims=True)) / np.sqrt(future.var(-1, keepdims=True) + 1e-5)
   np.testing.assert_allclose(out['reg_target'], want, rtol=1e-3, atol=1e-4)
   # No gradient reaches any parameter through the target.
-  g = jax.grad(lambda p: jnp.sum(forward(p)[0]['reg_target'] ** 2))(variables['params'])
+  g = jax.jit(jax.grad(lambda p: jnp.sum(forward(p)[0]['reg_target'] ** 2)))(variables['params'])
   assert all(float(jnp.abs(x).max()) == 0 for x in jax.tree.leaves(g))
 
 
@@ -103,14 +106,15 @@ def test_loss_components_and_weights():
   batch = {'video': jnp.asarray(rng.integers(0, 255, (4, 2 * t + h, 32, 32, 3)), jnp.uint8),
            'label': jnp.array([0, 3, 0, 7], jnp.int32)}
   variables = init(system, batch['video'])
-  loss, (m, updates) = system.loss(variables, batch, jax.random.key(2))
+  loss_fn = jax.jit(system.loss)
+  loss, (m, updates) = loss_fn(variables, batch, jax.random.key(2))
   expect = 1.0 * m['reg'] + 0.5 * m['focal'] + 0.3 * m['mil'] + 0.3 * m['vae']
   np.testing.assert_allclose(loss, expect, rtol=1e-6)
   assert all(np.isfinite(float(v)) for v in m.values())
   assert jax.tree.structure(updates) == jax.tree.structure({'batch_stats': variables['batch_stats']})
   # An all-normal batch has no MIL pairs: the MIL term is exactly 0.
   normal = dict(batch, label=jnp.zeros(4, jnp.int32))
-  _, (m0, _) = system.loss(variables, normal, jax.random.key(2))
+  _, (m0, _) = loss_fn(variables, normal, jax.random.key(2))
   assert float(m0['mil']) == 0.0
 
 
@@ -147,18 +151,24 @@ def test_weak_supervision_wiring(monkeypatch):
   seen = {}
   real_focal, real_mil = hybrid_system.softmax_focal_loss, hybrid_system.mil_ranking_loss
 
+  def record(**values):          # runs under jit: the loss is compiled, not run op by op
+    jax.debug.callback(lambda **v: seen.update({k: np.asarray(x) for k, x in v.items()}),
+                       **values)
+
   def focal(logits, labels, alpha, gamma, weights):
-    seen['labels'], seen['weights'], seen['alpha'] = labels, weights, alpha
+    record(labels=labels, weights=weights, alpha=alpha)
     return real_focal(logits, labels, alpha, gamma, weights)
 
   def mil(score, anomalous, *args):
-    seen['score'], seen['anomalous'] = score, anomalous
+    record(score=score, anomalous=anomalous)
     return real_mil(score, anomalous, *args)
 
   monkeypatch.setattr(hybrid_system, 'softmax_focal_loss', focal)
   monkeypatch.setattr(hybrid_system, 'mil_ranking_loss', mil)
   variables = init(system, batch['video'])
-  system.loss(variables, batch, jax.random.key(0))
+  jax.block_until_ready(jax.jit(system.loss)(variables, batch, jax.random.key(0)))
+  jax.effects_barrier()
+  assert {'labels', 'weights', 'alpha', 'score', 'anomalous'} <= set(seen)
   score = np.asarray(seen['score'])
   assert score.shape == (4, k)                                   # one bag per video
   np.testing.assert_array_equal(seen['anomalous'], [False, True, False, True])

@@ -23,7 +23,7 @@ import numpy as np
 from vad_jax.train import trained
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STEPS = 300
+STEPS = 120       # the 2-process notice has arrived within 21 steps of the signal
 
 
 def _free_port() -> int:
@@ -114,8 +114,8 @@ def test_sigterm_one_and_two_processes_resume_and_match(tmp_path):
 
   # Two processes, interrupted: every step's global-batch loss (process 0 logs it) equals the
   # 1-process run's, before the signal and after the resume. (Their weights agree to float
-  # tolerance, test_multiprocess.py; over hundreds of steps the gloo all-reduce's rounding
-  # makes the trajectories drift apart, so the end of this 300-step run is not compared.)
+  # tolerance, test_multiprocess.py; over tens of steps the gloo all-reduce's rounding
+  # makes the trajectories drift apart, so the end of this run is not compared.)
   ref_loss, two_loss = _losses(jobs_logs[:1]), _losses(jobs_logs[1:])
   check = [s for s in (1, 2, 3, resume_at[two], resume_at[two] + 1) if s in two_loss]
   assert len(check) == 5, sorted(two_loss)[:10]

@@ -32,15 +32,16 @@ def test_bias_depends_only_on_offset_and_any_length():
 def test_transformer_shapes_and_param_count():
   mod = RelativeTransformer(num_layers=2, num_heads=8, ff_dim=1024, dropout=0.3)
   x = jnp.ones((2, 16, 512))
-  params = mod.init(jax.random.key(0), x, train=False)
-  y = mod.apply(params, x, train=False)
+  params = jax.jit(lambda k: mod.init(k, x, train=False))(jax.random.key(0))
+  apply = jax.jit(mod.apply, static_argnames='train')
+  y = apply(params, x, train=False)
   assert y.shape == (2, 16, 512)
   # Per layer: q,k,v,out 4*(512*512+512); rel-bias 64*8; FFN 512*1024+1024+1024*512+512; 2 LN.
   per_layer = 4 * (512 * 512 + 512) + 64 * 8 + (512 * 1024 + 1024 + 1024 * 512 + 512) + 2 * 1024
   n = sum(p.size for p in jax.tree.leaves(params))
   assert n == 2 * per_layer == 4_206_592
   # Works for a different clip length with the same parameters.
-  assert mod.apply(params, jnp.ones((1, 5, 512)), train=False).shape == (1, 5, 512)
+  assert apply(params, jnp.ones((1, 5, 512)), train=False).shape == (1, 5, 512)
   # Dropout is active in training only.
-  y1 = mod.apply(params, x, train=True, rngs={'dropout': jax.random.key(1)})
+  y1 = apply(params, x, train=True, rngs={'dropout': jax.random.key(1)})
   assert not np.allclose(y1, y)
