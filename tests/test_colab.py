@@ -6,6 +6,7 @@ re-evaluates the best checkpoint, as a rerun after a Colab disconnect does)."""
 
 import ast
 import csv
+import importlib
 import importlib.metadata
 import importlib.util
 import json
@@ -16,9 +17,10 @@ import sys
 
 import pytest
 
-nbformat = pytest.importorskip('nbformat')
-nbclient = pytest.importorskip('nbclient')
-pytest.importorskip('ipykernel')
+import nbclient
+import nbformat
+
+importlib.import_module('ipykernel')     # the python3 kernel nbclient starts (the `test` extra)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLAB = os.path.join(ROOT, 'colab')
