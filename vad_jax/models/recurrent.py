@@ -27,21 +27,31 @@ def bilstm_param_count(in_features: int, hidden: int, num_layers: int) -> int:
 class BiLSTM(nn.Module):
     """x [B,T,F] -> [B,T,2*hidden].
 
-    ``num_layers`` layers ``layer0``.. each ``nn.Bidirectional`` of two
-    ``nn.RNN(nn.OptimizedLSTMCell)`` (``forward_rnn``/``backward_rnn``; the backward
-    output keeps time order), outputs concatenated [fwd, bwd]; dropout between
-    layers (not after the last; needs the 'dropout' rng when ``train``), then
-    LayerNorm (``norm``) over 2*hidden. Zero initial state, sigmoid gates, tanh.
+    ``num_layers`` layers ``layer0``.. each a bidirectional LSTM with the parameters
+    ``nn.Bidirectional`` of two ``nn.RNN(nn.OptimizedLSTMCell)`` has
+    (``{forward,backward}_rnn/cell/{ii,if,ig,io,hi,hf,hg,ho}``; the backward output keeps time
+    order), outputs concatenated [fwd, bwd]; dropout between layers (not after the last; needs
+    the 'dropout' rng when ``train``), then LayerNorm (``norm``) over 2*hidden. Zero initial
+    state, sigmoid gates, tanh.
+
+    ``impl``: 'fused' (default, every backend) runs both directions in one ``lax.scan`` with the
+    input projection of all T steps done before it as one matmul and a hand-written gradient
+    (:class:`KerasBidirectionalLSTM` without dropout: the same math and parameters); 'flax' runs
+    ``nn.Bidirectional(nn.RNN(nn.OptimizedLSTMCell))``, the reference it is tested against
+    (forward and gradients, same initial values).
     """
 
     hidden: int = 256
     num_layers: int = 2
     dropout: float = 0.5
+    impl: str = "fused"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        if self.impl not in ("fused", "flax"):
+            raise ValueError(f"BiLSTM impl={self.impl!r}; expected 'fused' or 'flax'")
         x = x.astype(self.dtype)
         # parent=None: unbound sub-modules get adopted by their wrapper, giving the paths
         # layer{i}/{forward,backward}_rnn/cell/... instead of siblings of the layer.
@@ -51,7 +61,14 @@ class BiLSTM(nn.Module):
         for i in range(self.num_layers):
             if i > 0 and self.dropout > 0:
                 x = nn.Dropout(self.dropout, deterministic=not train)(x)
-            x = nn.Bidirectional(rnn(), rnn(), name=f"layer{i}")(x)
+            if self.impl == "flax":
+                x = nn.Bidirectional(rnn(), rnn(), name=f"layer{i}")(x)
+            else:     # OptimizedLSTMCell's initializers: lecun-normal, orthogonal, zero bias
+                x = KerasBidirectionalLSTM(
+                    self.hidden, unit_forget_bias=False,
+                    kernel_init=nn.initializers.lecun_normal(),
+                    recurrent_kernel_init=nn.initializers.orthogonal(), dtype=self.dtype,
+                    param_dtype=self.param_dtype, name=f"layer{i}")(x)
         return nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype, name="norm")(x)
 
 
@@ -326,13 +343,18 @@ class KerasBidirectionalLSTM(nn.Module):
     recurrent_dropout: float = 0.0
     deterministic: bool = True
     unroll: int = _UNROLL
+    unit_forget_bias: bool = True
+    kernel_init: Any = nn.initializers.glorot_uniform()
+    recurrent_kernel_init: Any = nn.initializers.orthogonal()
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         kw = dict(dropout=self.dropout, recurrent_dropout=self.recurrent_dropout,
-                  deterministic=self.deterministic, dtype=self.dtype, param_dtype=self.param_dtype)
+                  deterministic=self.deterministic, unit_forget_bias=self.unit_forget_bias,
+                  kernel_init=self.kernel_init, recurrent_kernel_init=self.recurrent_kernel_init,
+                  dtype=self.dtype, param_dtype=self.param_dtype)
         fwd = _KerasLSTMDirection(self.features, **kw, name="forward_rnn")(x)
         bwd = _KerasLSTMDirection(self.features, **kw, name="backward_rnn")(x)
         return _keras_lstm_scan(x, [fwd, bwd], (False, True), dtype=self.dtype,
