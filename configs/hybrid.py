@@ -49,6 +49,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.model.trunk.depth_mult = 1.0
   c.model.trunk.padding = 'symmetric'    # 'symmetric' (PyTorch/timm) or 'same' (TF/Keras)
   c.model.trunk.depthwise_impl = 'auto'  # 'auto': shifted-sum on CPU, XLA grouped conv elsewhere
+  c.model.trunk.conv_impl = 'auto'       # 'auto': 1x1 / stem convs as matmuls on CPU, XLA conv elsewhere
   c.model.trunk.drop_connect_rate = 0.2
   c.model.trunk.bn_momentum = 0.99       # running-statistics decay (Keras default)
   c.model.trunk.frozen_stages = 2        # stem + first 2 block stages frozen (seed), only when

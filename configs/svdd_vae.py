@@ -37,6 +37,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   c.model.trunk.depth_mult = 1.0
   c.model.trunk.padding = 'symmetric'
   c.model.trunk.depthwise_impl = 'auto'
+  c.model.trunk.conv_impl = 'auto'       # see configs/hybrid.py
   c.model.trunk.drop_connect_rate = 0.2
   c.model.trunk.bn_momentum = 0.99
   c.model.trunk.frozen_stages = 0

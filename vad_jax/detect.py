@@ -191,6 +191,8 @@ def detect(workdir: str, path: str, out_dir: str | None = None, threshold: float
 
 
 def main(argv=None) -> int:
+  from vad_jax.host_memory import keep_freed_memory
+  keep_freed_memory()              # XLA:CPU reuses its buffers (vad_jax/host_memory.py)
   import argparse
   p = argparse.ArgumentParser(prog='python -m vad_jax.detect', description=__doc__.split('\n')[0])
   p.add_argument('--workdir', required=True, help='a trained configs/detector.py run')

@@ -364,6 +364,8 @@ def stream_video(scorer: Scorer, path: str, out_dir: str, threshold: float | Non
 
 
 def main(argv=None) -> int:
+  from vad_jax.host_memory import keep_freed_memory
+  keep_freed_memory()              # XLA:CPU reuses its buffers (vad_jax/host_memory.py)
   import argparse
   p = argparse.ArgumentParser(prog='python -m vad_jax.score', description=__doc__.split('\n')[0])
   p.add_argument('--workdir', required=True,

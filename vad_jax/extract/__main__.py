@@ -30,6 +30,8 @@ flags.mark_flags_as_required(['config', 'out'])
 
 
 def main(argv):
+  from vad_jax.host_memory import keep_freed_memory
+  keep_freed_memory()              # XLA:CPU reuses its buffers (vad_jax/host_memory.py)
   del argv
   from vad_jax.data.sources import prepare_spec
   from vad_jax.extract.prepared import extract

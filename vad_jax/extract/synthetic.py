@@ -205,6 +205,7 @@ def _run_extractor(workdir: str) -> TrunkExtractor:
     from vad_jax.models.efficientnet import EfficientNet
     model = EfficientNet(width_mult=tr['width_mult'], depth_mult=tr['depth_mult'],
                          padding=tr['padding'], depthwise_impl=tr.get('depthwise_impl', 'auto'),
+                         conv_impl=tr.get('conv_impl', 'auto'),
                          bn_momentum=tr.get('bn_momentum', 0.99), drop_connect_rate=0.0)
     return model, _restore_trunk(state_dir), m.get('input', 'rgb')
   files = sorted(os.path.join(d, f) for d, _, fs in os.walk(state_dir) for f in fs)

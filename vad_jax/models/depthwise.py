@@ -3,12 +3,14 @@
 XLA:CPU lowers grouped convolutions (``feature_group_count=C``) to a slow path
 (~10x slower, worst in the backward pass: an EfficientNet-B0 train step on
 64x64x128 frames took 12.2 s vs 2.3 s), so on CPU we compute the depthwise conv
-as a sum over the k*k taps of strided slices times per-channel weights.
-flax's ``nn.Conv(feature_group_count=C)`` has no such switch, hence this module.
+as a sum over the k*k taps of strided slices times per-channel weights, with a hand-written
+VJP (autodiff of the tap sum compiles 35% slower, 55 vs 41 s for the B0 train step, for about
+8% faster steps). flax's ``nn.Conv(feature_group_count=C)`` has no such switch, hence this module.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Sequence
 
 import jax
@@ -73,17 +75,74 @@ def depthwise_conv(
         return lax.conv_general_dilated(
             x, kernel, window_strides=(sh, sw), padding=padding,
             dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c)
-    xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
-    n, hp, wp, _ = xp.shape
-    ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
+    return _shifted(x, kernel, (sh, sw), padding)
+
+
+def _tap(x, offset, strides, padding, out_hw):
+    """Tap ``offset`` = (i, j) of the zero-padded input: xp[:, i::sh, j::sw][:, :ho, :wo] with
+    xp = pad(x, padding), as one (negative-)pad + strided slice of ``x``, so XLA fuses every
+    tap into its consumer instead of materialising xp."""
+    cfg, lim = [(0, 0, 0)], [x.shape[0]]
+    for d, (o, s, (lo, _), out) in enumerate(zip(offset, strides, padding, out_hw)):
+        need = (out - 1) * s + 1
+        cfg.append((lo - o, need - x.shape[d + 1] - (lo - o), 0))
+        lim.append(need)
+    t = lax.pad(x, jnp.zeros((), x.dtype), cfg + [(0, 0, 0)])
+    return lax.slice(t, (0, 0, 0, 0), tuple(lim) + (x.shape[3],), (1,) + tuple(strides) + (1,))
+
+
+def _out_hw(shape, kernel_shape, strides, padding):
+    return tuple((shape[d + 1] + sum(padding[d]) - kernel_shape[d]) // strides[d] + 1
+                 for d in (0, 1))
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _shifted(x, kernel, strides, padding):
+    """sum_ij tap_ij(x) * kernel[i, j, 0], with a hand-written VJP: autodiff would keep every
+    tap (k*k arrays the size of the output) alive for the kernel gradient; this keeps ``x``."""
+    out_hw = _out_hw(x.shape, kernel.shape, strides, padding)
     out = None
-    for i in range(kh):
-        for j in range(kw):
-            tap = lax.slice(xp, (0, i, j, 0), (n, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, c),
-                            (1, sh, sw, 1))
-            term = tap * kernel[i, j, 0]
+    for i in range(kernel.shape[0]):
+        for j in range(kernel.shape[1]):
+            term = _tap(x, (i, j), strides, padding, out_hw) * kernel[i, j, 0]
             out = term if out is None else out + term
     return out
+
+
+def _shifted_fwd(x, kernel, strides, padding):
+    return _shifted(x, kernel, strides, padding), (x, kernel)
+
+
+def _shifted_bwd(strides, padding, res, g):
+    x, kernel = res
+    (kh, kw), (h, w) = kernel.shape[:2], x.shape[1:3]
+    ho, wo = g.shape[1:3]
+    # dx, the transposed conv: tap (i, j) of g dilated by the stride, placed at offset
+    # (i - top, j - left) in [H, W] (one pad with interior padding, negative ends crop).
+    dx = None
+    for i in range(kh):
+        for j in range(kw):
+            cfg = [(0, 0, 0)] + [(o, n - o - ((m - 1) * s + 1), s - 1) for o, n, m, s in
+                                 ((i - padding[0][0], h, ho, strides[0]),
+                                  (j - padding[1][0], w, wo, strides[1]))] + [(0, 0, 0)]
+            term = lax.pad(g, jnp.zeros((), g.dtype), cfg) * kernel[i, j, 0]
+            dx = term if dx is None else dx + term
+    # dkernel[i, j] = sum over N, Ho, Wo of tap_ij(x) * g: one variadic reduce, so XLA fuses
+    # the taps into a single pass (separate sums become library reductions that need each
+    # tap stored), over Ho, Wo first: XLA:CPU walks a reduction over the leading axis of
+    # [N*Ho*Wo, C] column by column, 2.2x slower here than per frame then over N. The barrier
+    # keeps XLA from merging these taps with the forward's.
+    xb = lax.optimization_barrier(x)
+    acc = jnp.promote_types(x.dtype, jnp.float32)      # accumulate bf16 in float32
+    prods = tuple((_tap(xb, (i, j), strides, padding, (ho, wo)) * g).astype(acc)
+                  for i in range(kh) for j in range(kw))
+    zeros = tuple(jnp.zeros((), acc) for _ in prods)
+    per_frame = lax.reduce(prods, zeros, lambda a, b: tuple(u + v for u, v in zip(a, b)), (1, 2))
+    dk = jnp.stack([p.sum(0) for p in per_frame])                       # [kh*kw, C]
+    return dx.astype(x.dtype), dk.reshape(kernel.shape).astype(kernel.dtype)
+
+
+_shifted.defvjp(_shifted_fwd, _shifted_bwd)
 
 
 class DepthwiseConv(nn.Module):

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import flax.linen as nn
 
+from vad_jax.models.conv import Conv
 from vad_jax.models.depthwise import DepthwiseConv, conv_padding
 
 __all__ = [
@@ -120,6 +121,7 @@ class _ConvBN(nn.Module):
     strides: int = 1
     padding: str = "same"
     act: bool = True
+    conv_impl: str = "auto"
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
     dtype: Any = jnp.float32
@@ -128,10 +130,9 @@ class _ConvBN(nn.Module):
     @nn.compact
     def __call__(self, x, *, use_running_average: bool):
         k = self.kernel_size
-        x = nn.Conv(self.features, (k, k), (self.strides, self.strides),
-                    padding=conv_padding(x.shape, k, self.strides, self.padding), use_bias=False,
-                    kernel_init=_conv_init, dtype=self.dtype, param_dtype=self.param_dtype,
-                    name="conv")(x)
+        x = Conv(self.features, k, self.strides, conv_padding(x.shape, k, self.strides, self.padding),
+                 impl=self.conv_impl, kernel_init=_conv_init, dtype=self.dtype,
+                 param_dtype=self.param_dtype, name="conv")(x)
         x = nn.BatchNorm(use_running_average=use_running_average, momentum=self.bn_momentum,
                          epsilon=self.bn_epsilon, dtype=self.dtype, param_dtype=self.param_dtype,
                          name="bn")(x)
@@ -155,6 +156,7 @@ class MBConvBlock(nn.Module):
     drop_rate: float = 0.0
     padding: str = "same"
     depthwise_impl: str = "auto"
+    conv_impl: str = "auto"
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
     dtype: Any = jnp.float32
@@ -165,8 +167,8 @@ class MBConvBlock(nn.Module):
         bn = lambda name: nn.BatchNorm(use_running_average=use_running_average,
                                        momentum=self.bn_momentum, epsilon=self.bn_epsilon,
                                        dtype=self.dtype, param_dtype=self.param_dtype, name=name)
-        conv1x1 = lambda f, name, bias=False: nn.Conv(
-            f, (1, 1), use_bias=bias, kernel_init=_conv_init, dtype=self.dtype,
+        conv1x1 = lambda f, name, bias=False: Conv(
+            f, 1, use_bias=bias, impl=self.conv_impl, kernel_init=_conv_init, dtype=self.dtype,
             param_dtype=self.param_dtype, name=name)
         inputs = x
         filters = self.in_features * self.expand
@@ -209,6 +211,7 @@ class EfficientNet(nn.Module):
     depth_mult: float = 1.0
     padding: str = "symmetric"
     depthwise_impl: str = "auto"
+    conv_impl: str = "auto"
     drop_connect_rate: float = 0.2
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
@@ -228,7 +231,7 @@ class EfficientNet(nn.Module):
         def run_bn(name):  # frozen parts always use running averages
             return (not train) or name in frozen
 
-        x = _ConvBN(rf(32), 3, 2, self.padding, name="stem", **common)(
+        x = _ConvBN(rf(32), 3, 2, self.padding, conv_impl=self.conv_impl, name="stem", **common)(
             x, use_running_average=run_bn("stem"))
         if "stem" in frozen:
             x = jax.lax.stop_gradient(x)
@@ -241,14 +244,15 @@ class EfficientNet(nn.Module):
                 [(e, k, s if j == 0 else 1, rf(fin) if j == 0 else rf(fout), rf(fout),
                   self.drop_connect_rate * (b + j) / total)
                  for j in range(round_repeats(r, self.depth_mult))],
-                padding=self.padding, depthwise_impl=self.depthwise_impl, name=name, **common)
+                padding=self.padding, depthwise_impl=self.depthwise_impl, conv_impl=self.conv_impl,
+                name=name, **common)
             b += round_repeats(r, self.depth_mult)
             frz = name in frozen
             x = stage(x, train=train and not frz, use_running_average=run_bn(name))
             if frz:
                 x = jax.lax.stop_gradient(x)
 
-        x = _ConvBN(rf(1280), 1, 1, self.padding, name="head", **common)(
+        x = _ConvBN(rf(1280), 1, 1, self.padding, conv_impl=self.conv_impl, name="head", **common)(
             x, use_running_average=not train)
         return jnp.mean(x, axis=(1, 2)) if self.pool else x
 
@@ -259,6 +263,7 @@ class _Stage(nn.Module):
     blocks: Any
     padding: str = "same"
     depthwise_impl: str = "auto"
+    conv_impl: str = "auto"
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
     dtype: Any = jnp.float32
@@ -268,6 +273,6 @@ class _Stage(nn.Module):
     def __call__(self, x, *, train: bool, use_running_average: bool):
         for j, (e, k, s, fin, fout, drop) in enumerate(self.blocks):
             x = MBConvBlock(e, k, s, fin, fout, drop, self.padding, self.depthwise_impl,
-                            self.bn_momentum, self.bn_epsilon, self.dtype, self.param_dtype,
-                            name=f"block{j}")(x, train=train, use_running_average=use_running_average)
+                            self.conv_impl, self.bn_momentum, self.bn_epsilon, self.dtype,
+                            self.param_dtype, name=f"block{j}")(x, train=train, use_running_average=use_running_average)
         return x

@@ -71,6 +71,7 @@ class HybridDetector(nn.Module):
   depth_mult: float = 1.0
   padding: str = 'symmetric'
   depthwise_impl: str = 'auto'
+  conv_impl: str = 'auto'
   drop_connect_rate: float = 0.2
   bn_momentum: float = 0.99
   frozen_stages: int = 0
@@ -119,6 +120,7 @@ class HybridDetector(nn.Module):
       h, w = video.shape[2:4]
       trunk = EfficientNet(width_mult=self.width_mult, depth_mult=self.depth_mult,
                            padding=self.padding, depthwise_impl=self.depthwise_impl,
+                           conv_impl=self.conv_impl,
                            drop_connect_rate=self.drop_connect_rate, bn_momentum=self.bn_momentum,
                            frozen_stages=self.frozen_stages, **kw, name='trunk')
       x = trunk_inputs(video, self.input, self.dtype, background)       # [B, N, H, W, C]
@@ -170,7 +172,8 @@ def from_config(cfg, dtype, param_dtype, frozen_stages: int | None = None) -> Hy
   return HybridDetector(
       clip_len=cfg.data.clip_len, num_classes=m.num_classes, horizon=m.horizon,
       width_mult=tr.width_mult, depth_mult=tr.depth_mult, padding=tr.padding,
-      depthwise_impl=tr.depthwise_impl, drop_connect_rate=tr.drop_connect_rate,
+      depthwise_impl=tr.depthwise_impl, conv_impl=tr.get('conv_impl', 'auto'),
+      drop_connect_rate=tr.drop_connect_rate,
       bn_momentum=tr.bn_momentum, trunk=tr.get('kind', 'efficientnet'),
       input=m.input,
       frozen_stages=tr.frozen_stages if frozen_stages is None else frozen_stages, lstm_hidden=m.lstm_hidden, lstm_layers=m.lstm_layers,

@@ -54,6 +54,7 @@ class MultiHeadClassifier(nn.Module):
   depth_mult: float = 1.0
   padding: str = 'symmetric'
   depthwise_impl: str = 'auto'
+  conv_impl: str = 'auto'
   drop_connect_rate: float = 0.2
   bn_momentum: float = 0.99
   frozen_stages: int = 0
@@ -78,6 +79,7 @@ class MultiHeadClassifier(nn.Module):
     x = preprocess(image, self.dtype)
     x = EfficientNet(width_mult=self.width_mult, depth_mult=self.depth_mult,
                      padding=self.padding, depthwise_impl=self.depthwise_impl,
+                     conv_impl=self.conv_impl,
                      drop_connect_rate=self.drop_connect_rate, bn_momentum=self.bn_momentum,
                      frozen_stages=self.frozen_stages, pool=False, **kw, name='trunk')(
                          x, train=train)                                 # [B, h, w, C]
@@ -105,7 +107,8 @@ class MultiHeadClassifier(nn.Module):
 
 
 # config key -> field; `model.trunk.<key>` for the trunk, `model.<key>` for the rest.
-_TRUNK_KEYS = ('width_mult', 'depth_mult', 'padding', 'depthwise_impl', 'drop_connect_rate',
+_TRUNK_KEYS = ('width_mult', 'depth_mult', 'padding', 'depthwise_impl', 'conv_impl',
+               'drop_connect_rate',
                'bn_momentum', 'frozen_stages')
 _MODEL_KEYS = {'cbam_reduction': 'cbam_reduction', 'cbam_min_hidden': 'cbam_min_hidden',
                'spatial_hidden': 'spatial_hidden', 'spatial_kernel': 'spatial_kernel',
@@ -116,7 +119,7 @@ _MODEL_KEYS = {'cbam_reduction': 'cbam_reduction', 'cbam_min_hidden': 'cbam_min_
 def from_config(model_cfg, num_classes: int, dtype: Dtype = jnp.float32,
                 param_dtype: Dtype = jnp.float32) -> MultiHeadClassifier:
   """MultiHeadClassifier from `config.model`: `trunk.{width_mult, depth_mult, padding,
-  depthwise_impl, drop_connect_rate, bn_momentum, frozen_stages}` and `{cbam_reduction,
+  depthwise_impl, conv_impl, drop_connect_rate, bn_momentum, frozen_stages}` and `{cbam_reduction,
   cbam_min_hidden, spatial_hidden, spatial_kernel, bn_momentum (CBAM + fusion BatchNorm),
   fusion_dim, dropout, proj_hidden, proj_dim}`; missing keys keep the field defaults."""
   kwargs = {}
