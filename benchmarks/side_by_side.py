@@ -58,6 +58,7 @@ TITLES = {'trunk': 'trunk train step', 'temporal': 'temporal train step',
 
 CHILD_FLAGS = ('height', 'width', 'clip_len', 'clips', 'clips_per_video', 'eval_videos', 'steps',
                'warmup', 'dtype', 'threads', 'malloc')
+# (--set is passed on separately: it repeats)
 
 
 def parse_args(argv=None):
@@ -78,6 +79,8 @@ def parse_args(argv=None):
   p.add_argument('--malloc', default='keep', choices=('keep', 'default'),
                  help="'keep': vad_jax.host_memory.keep_freed_memory() in both frameworks' "
                       "processes (what vad_jax's entry points do); 'default': glibc's own")
+  p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                 help='config override for both frameworks, e.g. model.trunk.conv_impl=xla')
   p.add_argument('--json', default='', help='also write the results here')
   p.add_argument('--child', default='', help=argparse.SUPPRESS)   # 'prepare' | 'jax:part' | ...
   p.add_argument('--data', default='', help=argparse.SUPPRESS)
@@ -101,6 +104,13 @@ def make_config(args):
   c.model.dtype = args.dtype
   c.model.trunk.frozen_stages = 0
   c.data.worker_threads = 1
+  for kv in args.set:
+    key, _, value = kv.partition('=')
+    *path, last = key.split('.')
+    node = c
+    for k in path:
+      node = node[k]
+    node[last] = type(node[last])(value) if not isinstance(node[last], bool) else value == 'True'
   return c
 
 
@@ -361,6 +371,7 @@ def main():
     child(args)
     return
   argv = [f'--{k}={getattr(args, k)}' for k in CHILD_FLAGS]
+  argv += [f'--set={kv}' for kv in args.set]
   config = make_config(args)
   frameworks = [f for f in args.frameworks.split(',') if f]
   ref, load = matmul_reference(), os.getloadavg()[0]
