@@ -41,7 +41,6 @@ _DW = flags.DEFINE_string('depthwise_impl', 'auto', 'EfficientNet depthwise_impl
                           'several variants, timed round-robin in one process.')
 _CONV = flags.DEFINE_string('conv_impl', 'auto', 'EfficientNet conv_impl (1x1 convs, stem); '
                             'a,b,..: as --depthwise_impl.')
-_REMAT = flags.DEFINE_string('remat', '', 'EXPERIMENT')
 _MALLOC = flags.DEFINE_enum('malloc', 'keep', ['keep', 'default'], "'keep': "
                             'vad_jax.host_memory.keep_freed_memory() first (as vad_jax does)')
 _BY_OP = flags.DEFINE_bool('by_op', False, 'Print the step time by HLO op kind (trace).')
@@ -79,8 +78,7 @@ def build(size: str, depthwise_impl: str, conv_impl: str):
   w, d, frames, hw, ch, drop, mom = SIZES[size]
   frames = _FRAMES.value or frames
   impls = dict(depthwise_impl=depthwise_impl, conv_impl=conv_impl)
-  if _REMAT.value:
-    impls['remat'] = _REMAT.value
+  # (only the fields this EfficientNet has: the script also profiles older checkouts)
   impls = {k: v for k, v in impls.items() if k in EfficientNet.__dataclass_fields__}
   model = EfficientNet(width_mult=w, depth_mult=d, padding='symmetric', drop_connect_rate=drop,
                        bn_momentum=mom, **impls)

@@ -4,8 +4,8 @@ XLA:CPU lowers grouped convolutions (``feature_group_count=C``) to a slow path
 (~10x slower, worst in the backward pass: an EfficientNet-B0 train step on
 64x64x128 frames took 12.2 s vs 2.3 s), so on CPU we compute the depthwise conv
 as a sum over the k*k taps of strided slices times per-channel weights, with a hand-written
-VJP (autodiff of the tap sum compiles 35% slower, 55 vs 41 s for the B0 train step, for about
-8% faster steps). flax's ``nn.Conv(feature_group_count=C)`` has no such switch, hence this module.
+VJP (with an earlier version of it, autodiff of the tap sum compiled 35% slower, 55 vs 41 s
+for the B0 train step, for about 8% faster steps). flax's ``nn.Conv(feature_group_count=C)`` has no such switch, hence this module.
 """
 
 from __future__ import annotations
@@ -111,8 +111,7 @@ def _out_hw(shape, kernel_shape, strides, padding):
 def _shifted(x, kernel, strides, padding):
     """The depthwise conv as a tap sum, with a hand-written VJP: autodiff would keep every tap
     (k*k arrays the size of the output) alive for the kernel gradient; this keeps the padded x."""
-    return _tap_sum(_padded(x, padding), kernel, strides,
-                    _out_hw(x.shape, kernel.shape, strides, padding))
+    return _shifted_fwd(x, kernel, strides, padding)[0]
 
 
 def _shifted_fwd(x, kernel, strides, padding):
